@@ -1,0 +1,583 @@
+//! The Gemma decoder: norm, rotary embedding, attention, MLP, block and KV cache.
+//!
+//! One implementation for Gemma 1, 2 and 3, driven by [`GemmaConfig`]. It follows transformers'
+//! `models/gemma/modeling_gemma.py`, `gemma2/modeling_gemma2.py` and `gemma3/modeling_gemma3.py`
+//! (`GemmaRMSNorm`, `rotate_half`, `eager_attention_forward`, the decoder layers) and computes in
+//! f32 throughout.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, gelu_approximate};
+use burn::tensor::module::{attention, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::config::{Activation, AttentionType, Family, GemmaConfig, Rope};
+use crate::error::{Error, Result};
+
+/// Gemma's RMSNorm: `x * rsqrt(mean(x²) + eps) * (1 + weight)`; the weight starts at zero.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    /// Offset from one, `[dim]`.
+    pub weight: Param<Tensor<1>>,
+    /// Added to the mean square.
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// A norm of width `dim` with zero weight (the identity scale), as transformers initialises it.
+    pub fn new(dim: usize, eps: f64, device: &Device) -> Self {
+        Self { weight: Param::from_tensor(Tensor::zeros([dim], device)), eps }
+    }
+
+    /// Normalises over the last dimension.
+    ///
+    /// # Shapes
+    /// `[..., dim]` → `[..., dim]`
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let mean_sq = (x.clone() * x.clone()).mean_dim(D - 1);
+        let normed = x * (mean_sq + self.eps).sqrt().recip();
+        normed * (self.weight.val() + 1.0).unsqueeze::<D>()
+    }
+}
+
+/// `down(act(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `[hidden, intermediate]`.
+    pub gate_proj: Linear,
+    /// `[hidden, intermediate]`.
+    pub up_proj: Linear,
+    /// `[intermediate, hidden]`.
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    /// # Shapes
+    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`
+    pub fn forward(&self, x: Tensor<3>, activation: Activation) -> Tensor<3> {
+        let gate = self.gate_proj.forward(x.clone());
+        let gate = match activation {
+            Activation::GeluTanh => gelu_approximate(gate),
+            Activation::Gelu => gelu(gate),
+        };
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// Multi-head attention with grouped key/value heads (MHA, GQA and MQA by config).
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `[hidden, heads * head_dim]`.
+    pub q_proj: Linear,
+    /// `[hidden, kv_heads * head_dim]`.
+    pub k_proj: Linear,
+    /// `[hidden, kv_heads * head_dim]`.
+    pub v_proj: Linear,
+    /// `[heads * head_dim, hidden]`.
+    pub o_proj: Linear,
+    /// Gemma 3 per-head query norm.
+    pub q_norm: Option<RmsNorm>,
+    /// Gemma 3 per-head key norm.
+    pub k_norm: Option<RmsNorm>,
+}
+
+/// One decoder block. Field names are transformers'; in Gemma 1 `post_attention_layernorm` is the
+/// norm *before* the MLP and the two feed-forward norms are absent.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    /// Attention.
+    pub self_attn: Attention,
+    /// MLP.
+    pub mlp: Mlp,
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Gemma 1: norm before the MLP; Gemma 2/3: norm on the attention output.
+    pub post_attention_layernorm: RmsNorm,
+    /// Gemma 2/3: norm before the MLP.
+    pub pre_feedforward_layernorm: Option<RmsNorm>,
+    /// Gemma 2/3: norm on the MLP output.
+    pub post_feedforward_layernorm: Option<RmsNorm>,
+}
+
+/// A Gemma causal language model.
+#[derive(Module, Debug)]
+pub struct Gemma {
+    /// Token embedding `[vocab, hidden]`; also the output projection when tied.
+    pub embed_tokens: Embedding,
+    /// Decoder blocks.
+    pub layers: Vec<DecoderLayer>,
+    /// Final norm.
+    pub norm: RmsNorm,
+    /// Output projection `[hidden, vocab]` when not tied to the embedding.
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    config: GemmaConfig,
+}
+
+/// Cached keys and values of one layer, `[batch, kv_heads, slots, head_dim]`.
+#[derive(Debug, Clone)]
+struct LayerCache {
+    keys: Tensor<4>,
+    values: Tensor<4>,
+}
+
+/// Keys and values of past tokens for incremental decoding.
+///
+/// Sliding layers keep only the `window - 1` most recent slots, which is all any later query can
+/// see. A slot is one column of the (left-padded) batch; padded slots are remembered as invalid
+/// and masked out.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<LayerCache>>,
+    /// Per row, whether each slot so far holds a real token.
+    valid: Vec<Vec<bool>>,
+    /// Per row, the number of real tokens so far (the next position id).
+    seen: Vec<usize>,
+    store: bool,
+}
+
+impl KvCache {
+    /// An empty cache for a model with `num_layers` layers.
+    pub fn new(num_layers: usize) -> Self {
+        Self { layers: vec![None; num_layers], valid: Vec::new(), seen: Vec::new(), store: true }
+    }
+
+    /// A cache that tracks positions but keeps no keys or values: for one-shot forwards
+    /// (scoring, training), where storing them would only cost memory.
+    pub fn disabled(num_layers: usize) -> Self {
+        Self { store: false, ..Self::new(num_layers) }
+    }
+
+    /// Slots processed so far (including padding).
+    pub fn len(&self) -> usize {
+        self.valid.first().map_or(0, Vec::len)
+    }
+
+    /// Whether nothing has been processed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Batch size the cache holds, 0 when empty.
+    pub fn batch_size(&self) -> usize {
+        self.valid.len()
+    }
+
+    /// Drops every row except those listed, in that order (for batched generation).
+    pub fn retain_rows(&mut self, rows: &[usize]) {
+        if rows.len() == self.batch_size() && rows.iter().enumerate().all(|(i, r)| i == *r) {
+            return;
+        }
+        self.valid = rows.iter().map(|&r| self.valid[r].clone()).collect();
+        self.seen = rows.iter().map(|&r| self.seen[r]).collect();
+        for layer in self.layers.iter_mut().flatten() {
+            let device = layer.keys.device();
+            let idx = Tensor::<1, Int>::from_data(
+                TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
+                &device,
+            );
+            layer.keys = layer.keys.clone().select(0, idx.clone());
+            layer.values = layer.values.clone().select(0, idx);
+        }
+    }
+}
+
+/// Per-forward tables shared by every layer: RoPE angles and attention masks.
+struct StepContext {
+    cos_global: Tensor<4>,
+    sin_global: Tensor<4>,
+    cos_local: Tensor<4>,
+    sin_local: Tensor<4>,
+    mask_global: Option<Tensor<4, Bool>>,
+    mask_local: Option<Tensor<4, Bool>>,
+}
+
+impl GemmaConfig {
+    /// A randomly initialised model (normal embeddings, Kaiming linears, zero norms), for tests and
+    /// benchmarks; load real weights with [`crate::loader`].
+    pub fn init(&self, device: &Device) -> Result<Gemma> {
+        self.validate()?;
+        let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
+        let norm = |d| RmsNorm::new(d, self.rms_norm_eps, device);
+        let (h, hd) = (self.hidden_size, self.head_dim);
+        let sandwich = self.family != Family::Gemma1;
+        let qk_norm = self.family == Family::Gemma3;
+        let layers = (0..self.num_hidden_layers)
+            .map(|_| DecoderLayer {
+                self_attn: Attention {
+                    q_proj: linear(h, self.num_attention_heads * hd),
+                    k_proj: linear(h, self.num_key_value_heads * hd),
+                    v_proj: linear(h, self.num_key_value_heads * hd),
+                    o_proj: linear(self.num_attention_heads * hd, h),
+                    q_norm: qk_norm.then(|| norm(hd)),
+                    k_norm: qk_norm.then(|| norm(hd)),
+                },
+                mlp: Mlp {
+                    gate_proj: linear(h, self.intermediate_size),
+                    up_proj: linear(h, self.intermediate_size),
+                    down_proj: linear(self.intermediate_size, h),
+                },
+                input_layernorm: norm(h),
+                post_attention_layernorm: norm(h),
+                pre_feedforward_layernorm: sandwich.then(|| norm(h)),
+                post_feedforward_layernorm: sandwich.then(|| norm(h)),
+            })
+            .collect();
+        let embed_tokens = EmbeddingConfig::new(self.vocab_size, h)
+            .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+            .init(device);
+        Ok(Gemma {
+            embed_tokens,
+            layers,
+            norm: norm(h),
+            lm_head: (!self.tie_word_embeddings).then(|| linear(h, self.vocab_size)),
+            config: self.clone(),
+        })
+    }
+}
+
+impl Gemma {
+    /// Assembles a model from its parts; used by the loaders.
+    pub(crate) fn from_parts(
+        config: GemmaConfig,
+        embed_tokens: Embedding,
+        layers: Vec<DecoderLayer>,
+        norm: RmsNorm,
+        lm_head: Option<Linear>,
+    ) -> Self {
+        Self { embed_tokens, layers, norm, lm_head, config }
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &GemmaConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.embed_tokens.weight.val().device()
+    }
+
+    /// A fresh cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    /// Checks token ids against the vocabulary.
+    pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        let vocab_size = self.config.vocab_size;
+        match ids.iter().position(|&id| id as usize >= vocab_size) {
+            Some(position) => Err(Error::TokenOutOfVocab { id: ids[position], position, vocab_size }),
+            None => Ok(()),
+        }
+    }
+
+    /// Logits for every position of one unpadded sequence, without a cache.
+    ///
+    /// # Shapes
+    /// `ids: [seq]` → `[seq, vocab]`
+    pub fn logits(&self, ids: &[u32]) -> Result<Tensor<2>> {
+        let mut cache = KvCache::disabled(self.layers.len());
+        let hidden = self.forward_hidden(&[ids.to_vec()], None, &mut cache)?;
+        Ok(self.project(hidden).squeeze_dim::<2>(0))
+    }
+
+    /// Runs `tokens` (one row per sequence, all of equal length) through the decoder after what
+    /// `cache` already holds, and returns the final-norm hidden states.
+    ///
+    /// `valid` marks real tokens (`false` for left padding), one flag per token, row-major; `None`
+    /// means all real. Positions count real tokens only, as transformers derives `position_ids`
+    /// from the attention mask, so a left-padded row computes what the row would alone.
+    ///
+    /// # Shapes
+    /// `tokens: [batch][seq]` → `[batch, seq, hidden]`
+    pub fn forward_hidden(
+        &self,
+        tokens: &[Vec<u32>],
+        valid: Option<&[bool]>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor<3>> {
+        let batch = tokens.len();
+        let seq = tokens.first().map_or(0, Vec::len);
+        if batch == 0 || seq == 0 {
+            return Err(Error::InvalidInput("no tokens to run".into()));
+        }
+        if let Some(row) = tokens.iter().position(|r| r.len() != seq) {
+            return Err(Error::InvalidInput(format!(
+                "row {row} has {} tokens, row 0 has {seq}: pad the batch",
+                tokens[row].len()
+            )));
+        }
+        if let Some(v) = valid {
+            if v.len() != batch * seq {
+                return Err(Error::InvalidInput(format!(
+                    "{} validity flags for {} tokens",
+                    v.len(),
+                    batch * seq
+                )));
+            }
+        }
+        if !cache.is_empty() && cache.batch_size() != batch {
+            return Err(Error::InvalidInput(format!(
+                "cache holds {} rows, input has {batch}",
+                cache.batch_size()
+            )));
+        }
+        if cache.layers.len() != self.layers.len() {
+            return Err(Error::InvalidInput(format!(
+                "cache made for {} layers, model has {}",
+                cache.layers.len(),
+                self.layers.len()
+            )));
+        }
+        let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
+        self.check_ids(&flat)?;
+
+        let device = self.device();
+        let ctx = self.step_context(batch, seq, valid, cache, &device);
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(flat.iter().map(|&t| t as i64).collect::<Vec<_>>(), [batch, seq]),
+            &device,
+        );
+        let mut x = self.embed_tokens.forward(ids) * (self.config.hidden_size as f64).sqrt();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(layer, i, x, &ctx, cache);
+        }
+        Ok(self.norm.forward(x))
+    }
+
+    /// Projects hidden states to vocabulary logits (tied or separate head, final softcap).
+    ///
+    /// # Shapes
+    /// `[batch, seq, hidden]` → `[batch, seq, vocab]`
+    pub fn project(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => linear(hidden, self.embed_tokens.weight.val().transpose(), None),
+        };
+        match self.config.final_logit_softcapping {
+            Some(cap) => (logits / cap).tanh() * cap,
+            None => logits,
+        }
+    }
+
+    /// Records the new slots in the cache and builds the RoPE tables and masks for them.
+    fn step_context(
+        &self,
+        batch: usize,
+        seq: usize,
+        valid: Option<&[bool]>,
+        cache: &mut KvCache,
+        device: &Device,
+    ) -> StepContext {
+        let past = cache.len();
+        if cache.is_empty() {
+            cache.valid = vec![Vec::new(); batch];
+            cache.seen = vec![0; batch];
+        }
+        let mut positions = Vec::with_capacity(batch * seq);
+        for b in 0..batch {
+            for s in 0..seq {
+                let is_valid = valid.is_none_or(|v| v[b * seq + s]);
+                cache.valid[b].push(is_valid);
+                if is_valid {
+                    positions.push(cache.seen[b] as f32);
+                    cache.seen[b] += 1;
+                } else {
+                    positions.push(0.0);
+                }
+            }
+        }
+        let total = past + seq;
+        let window = self.config.sliding_window.unwrap_or(usize::MAX);
+        let local_start = past - past.min(window.saturating_sub(1));
+        let hd = self.config.head_dim;
+        let (cos_global, sin_global) = rope_tables(&self.config.rope_global, &positions, batch, seq, hd, device);
+        let (cos_local, sin_local) = if self.config.rope_local == self.config.rope_global {
+            (cos_global.clone(), sin_global.clone())
+        } else {
+            rope_tables(&self.config.rope_local, &positions, batch, seq, hd, device)
+        };
+        let has_local = self.config.layer_types.contains(&AttentionType::Sliding);
+        let mask_global = build_mask(&cache.valid, past, seq, 0, total, usize::MAX, device);
+        let mask_local = if has_local {
+            build_mask(&cache.valid, past, seq, local_start, total, window, device)
+        } else {
+            None
+        };
+        StepContext { cos_global, sin_global, cos_local, sin_local, mask_global, mask_local }
+    }
+
+    fn layer_forward(
+        &self,
+        layer: &DecoderLayer,
+        index: usize,
+        x: Tensor<3>,
+        ctx: &StepContext,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        let cfg = &self.config;
+        let h = layer.input_layernorm.forward(x.clone());
+        let h = self.attention_forward(&layer.self_attn, index, h, ctx, cache);
+        match (&layer.pre_feedforward_layernorm, &layer.post_feedforward_layernorm) {
+            (Some(pre), Some(post)) => {
+                let x = x + layer.post_attention_layernorm.forward(h);
+                let m = layer.mlp.forward(pre.forward(x.clone()), cfg.activation);
+                x + post.forward(m)
+            }
+            _ => {
+                let x = x + h;
+                let m = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone()), cfg.activation);
+                x + m
+            }
+        }
+    }
+
+    fn attention_forward(
+        &self,
+        attn: &Attention,
+        index: usize,
+        x: Tensor<3>,
+        ctx: &StepContext,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        let cfg = &self.config;
+        let [batch, seq, _] = x.dims();
+        let (heads, kv_heads, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let split = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, hd]).swap_dims(1, 2);
+        let mut q = split(attn.q_proj.forward(x.clone()), heads);
+        let mut k = split(attn.k_proj.forward(x.clone()), kv_heads);
+        let v = split(attn.v_proj.forward(x), kv_heads);
+        if let Some(norm) = &attn.q_norm {
+            q = norm.forward(q);
+        }
+        if let Some(norm) = &attn.k_norm {
+            k = norm.forward(k);
+        }
+        let sliding = cfg.layer_types[index] == AttentionType::Sliding;
+        let (cos, sin, mask) = if sliding {
+            (&ctx.cos_local, &ctx.sin_local, &ctx.mask_local)
+        } else {
+            (&ctx.cos_global, &ctx.sin_global, &ctx.mask_global)
+        };
+        let q = apply_rope(q, cos, sin);
+        let k = apply_rope(k, cos, sin);
+
+        let (k, v) = match &cache.layers[index] {
+            Some(past) => (
+                Tensor::cat(vec![past.keys.clone(), k], 2),
+                Tensor::cat(vec![past.values.clone(), v], 2),
+            ),
+            None => (k, v),
+        };
+        if cache.store {
+            let slots = k.dims()[2];
+            let keep = if sliding {
+                slots.min(cfg.sliding_window.unwrap_or(usize::MAX).saturating_sub(1))
+            } else {
+                slots
+            };
+            cache.layers[index] = Some(LayerCache {
+                keys: k.clone().narrow(2, slots - keep, keep),
+                values: v.clone().narrow(2, slots - keep, keep),
+            });
+        }
+        let kv_len = k.dims()[2];
+        let groups = cfg.kv_groups();
+        let repeat = |t: Tensor<4>| {
+            if groups == 1 {
+                t
+            } else {
+                t.unsqueeze_dim::<5>(2)
+                    .expand([batch, kv_heads, groups, kv_len, hd])
+                    .reshape([batch, heads, kv_len, hd])
+            }
+        };
+        let mask = mask.as_ref().map(|m| m.clone().expand([batch, heads, seq, kv_len]));
+        let options = AttentionModuleOptions {
+            scale: Some(cfg.query_pre_attn_scalar.powf(-0.5)),
+            softcap: cfg.attn_logit_softcapping,
+            is_causal: false,
+        };
+        let out = attention(q, repeat(k), repeat(v), mask, None, options);
+        attn.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, heads * hd]))
+    }
+}
+
+/// cos and sin of the rotary angles for each position, `[batch, 1, seq, head_dim]`, computed in
+/// f32 the way transformers does (`inv_freq = 1 / base^(2i/d)`, angle = position · inv_freq).
+fn rope_tables(
+    rope: &Rope,
+    positions: &[f32],
+    batch: usize,
+    seq: usize,
+    head_dim: usize,
+    device: &Device,
+) -> (Tensor<4>, Tensor<4>) {
+    let half = head_dim / 2;
+    let base = rope.theta as f32;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32) / rope.linear_factor as f32)
+        .collect();
+    let mut cos = Vec::with_capacity(positions.len() * head_dim);
+    let mut sin = Vec::with_capacity(positions.len() * head_dim);
+    for &p in positions {
+        for _ in 0..2 {
+            for &f in &inv_freq {
+                let angle = p * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+    }
+    let shape = [batch, 1, seq, head_dim];
+    (
+        Tensor::from_data(TensorData::new(cos, shape), device),
+        Tensor::from_data(TensorData::new(sin, shape), device),
+    )
+}
+
+/// `x * cos + rotate_half(x) * sin`, with `rotate_half(x) = [-x2, x1]` (half-split, not
+/// interleaved).
+fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let [_, _, _, hd] = x.dims();
+    let half = hd / 2;
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// The attention mask for queries at slots `past..past+seq` over key slots `key_start..total`:
+/// `true` hides a key that is in the future, padding, or `window` or more slots back. A padded
+/// query sees only itself, so no row is empty (an empty row would put NaNs in the cache).
+/// Returns `None` when nothing is hidden.
+fn build_mask(
+    valid: &[Vec<bool>],
+    past: usize,
+    seq: usize,
+    key_start: usize,
+    total: usize,
+    window: usize,
+    device: &Device,
+) -> Option<Tensor<4, Bool>> {
+    let batch = valid.len();
+    let keys = total - key_start;
+    let mut mask = Vec::with_capacity(batch * seq * keys);
+    let mut any = false;
+    for row in valid {
+        for q in past..past + seq {
+            for k in key_start..total {
+                let hidden = if !row[q] {
+                    k != q
+                } else {
+                    k > q || q - k >= window || !row[k]
+                };
+                any |= hidden;
+                mask.push(hidden);
+            }
+        }
+    }
+    any.then(|| Tensor::from_data(TensorData::new(mask, [batch, 1, seq, keys]), device))
+}
