@@ -53,11 +53,16 @@ def make_tokenizer(path):
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
     tok.normalizer = normalizers.Replace(" ", "▁")
-    bytes_ = [f"<0x{i:02X}>" for i in range(256)]
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB, special_tokens=specials + bytes_, min_frequency=2, show_progress=False
+        vocab_size=VOCAB - 256, special_tokens=specials, min_frequency=2, show_progress=False
     )
     tok.train_from_iterator(CORPUS * 20, trainer)
+    # Byte-fallback pieces are ordinary vocabulary entries (as in Gemma), not special tokens.
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    for i in range(256):
+        vocab.setdefault(f"<0x{i:02X}>", len(vocab))
+    tok = Tokenizer.from_str(json.dumps(spec))
     tok.decoder = decoders.Sequence(
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
     )

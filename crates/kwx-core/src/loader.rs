@@ -24,11 +24,13 @@ use crate::model::{Attention, DecoderLayer, Gemma, Mlp, RmsNorm};
 pub trait WeightSource {
     /// Whether a tensor of this name exists.
     fn contains(&self, name: &str) -> bool;
+    /// The shape of a tensor (Hugging Face order), if present.
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
     /// Reads `name`, checking its shape (Hugging Face order) against `expected`.
     fn read(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>>;
     /// Names present in the source that were never read.
     fn unused(&self) -> Vec<String>;
-    /// All names, for error hints.
+    /// All names present.
     fn names(&self) -> Vec<String>;
 }
 
@@ -96,8 +98,8 @@ impl SafetensorsSource {
             #[allow(unsafe_code)]
             let map = unsafe { Mmap::map(&handle) }.map_err(|e| Error::io(path, e))?;
             let corrupt = |message: String| Error::Safetensors { path: path.clone(), message };
-            let (header_len, metadata) =
-                SafeTensors::read_metadata(&map).map_err(|e| corrupt(e.to_string()))?;
+            let (header_len, metadata) = SafeTensors::read_metadata(&map)
+                .map_err(|e| corrupt(format!("{e} (truncated or corrupt file?)")))?;
             let data_start = 8 + header_len;
             let data_len = map.len().saturating_sub(data_start);
             for (name, info) in metadata.tensors() {
@@ -138,10 +140,14 @@ impl WeightSource for SafetensorsSource {
         self.entries.contains_key(name)
     }
 
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.entries.get(name).map(|e| e.shape.clone())
+    }
+
     fn read(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
         let entry = self.entries.get(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
-            hint: hint_for(name, self.entries.keys().filter(|n| !self.used.contains(*n))),
+            hint: String::new(),
         })?;
         if entry.shape != expected {
             return Err(Error::ShapeMismatch {
@@ -182,6 +188,66 @@ impl WeightSource for SafetensorsSource {
     fn names(&self) -> Vec<String> {
         self.entries.keys().cloned().collect()
     }
+}
+
+/// Every tensor the config implies, with its Hugging Face shape.
+fn expected_tensors(config: &GemmaConfig, prefix: &str, head_prefix: &str) -> Vec<(String, Vec<usize>)> {
+    let (h, hd, v) = (config.hidden_size, config.head_dim, config.vocab_size);
+    let (nh, nkv, inter) =
+        (config.num_attention_heads, config.num_key_value_heads, config.intermediate_size);
+    let mut out = vec![(format!("{prefix}embed_tokens.weight"), vec![v, h])];
+    for i in 0..config.num_hidden_layers {
+        let p = format!("{prefix}layers.{i}.");
+        let mut push = |name: &str, shape: Vec<usize>| out.push((format!("{p}{name}.weight"), shape));
+        push("self_attn.q_proj", vec![nh * hd, h]);
+        push("self_attn.k_proj", vec![nkv * hd, h]);
+        push("self_attn.v_proj", vec![nkv * hd, h]);
+        push("self_attn.o_proj", vec![h, nh * hd]);
+        push("mlp.gate_proj", vec![inter, h]);
+        push("mlp.up_proj", vec![inter, h]);
+        push("mlp.down_proj", vec![h, inter]);
+        if config.family == Family::Gemma3 {
+            push("self_attn.q_norm", vec![hd]);
+            push("self_attn.k_norm", vec![hd]);
+        }
+        push("input_layernorm", vec![h]);
+        push("post_attention_layernorm", vec![h]);
+        if config.family != Family::Gemma1 {
+            push("pre_feedforward_layernorm", vec![h]);
+            push("post_feedforward_layernorm", vec![h]);
+        }
+    }
+    out.push((format!("{prefix}norm.weight"), vec![h]));
+    if !config.tie_word_embeddings {
+        out.push((format!("{head_prefix}weight"), vec![v, h]));
+    }
+    out
+}
+
+/// Checks names and shapes of every tensor before reading any, so a bad checkpoint fails fast
+/// and a misnamed tensor gets a suggestion from the names the model does not expect.
+fn check_names(
+    config: &GemmaConfig,
+    prefix: &str,
+    head_prefix: &str,
+    source: &impl WeightSource,
+) -> Result<()> {
+    let expected = expected_tensors(config, prefix, head_prefix);
+    let wanted: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    let names = source.names();
+    for (name, shape) in &expected {
+        match source.shape(name) {
+            None => {
+                let strays = names.iter().filter(|n| !wanted.contains(n.as_str()));
+                return Err(Error::MissingTensor { name: name.clone(), hint: hint_for(name, strays) });
+            }
+            Some(got) if &got != shape => {
+                return Err(Error::ShapeMismatch { name: name.clone(), expected: shape.clone(), got });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Suggests the closest present name, for a missing-tensor error.
@@ -228,6 +294,7 @@ impl Gemma {
         let (nh, nkv, inter) =
             (config.num_attention_heads, config.num_key_value_heads, config.intermediate_size);
         let eps = config.rms_norm_eps;
+        check_names(&config, prefix, head_prefix, source)?;
 
         let embed = source.read(&format!("{prefix}embed_tokens.weight"), &[v, h])?;
         let embed_tokens = Embedding { weight: Param::from_tensor(tensor2(embed, [v, h], device)) };
