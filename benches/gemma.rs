@@ -46,6 +46,15 @@ fn bench(c: &mut Criterion) {
             black_box(logits)
         })
     });
+    // The tied output projection alone: a [262144, 640] × [640] product per decoded token.
+    let hidden = kwx::core::burn::tensor::Tensor::<3>::ones([1, 1, 640], &device);
+    group.bench_function("lm_head_1", |b| {
+        b.iter(|| {
+            let logits: Vec<f32> =
+                model.project(hidden.clone()).into_data().try_into_vec::<f32>().expect("read");
+            black_box(logits)
+        })
+    });
     group.finish();
 }
 

@@ -8,7 +8,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, gelu_approximate};
-use burn::tensor::module::{attention, linear};
+use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -354,7 +354,18 @@ impl Gemma {
     pub fn project(&self, hidden: Tensor<3>) -> Tensor<3> {
         let logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => linear(hidden, self.embed_tokens.weight.val().transpose(), None),
+            None => {
+                // E · hᵀ keeps the [vocab, hidden] embedding contiguous; multiplying by its
+                // transposed view instead would copy the whole matrix on every call.
+                let [b, s, h] = hidden.dims();
+                let flat = hidden.reshape([b * s, h]);
+                self.embed_tokens
+                    .weight
+                    .val()
+                    .matmul(flat.transpose())
+                    .transpose()
+                    .reshape([b, s, self.config.vocab_size])
+            }
         };
         match self.config.final_logit_softcapping {
             Some(cap) => (logits / cap).tanh() * cap,
