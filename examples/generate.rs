@@ -81,10 +81,13 @@ fn main() -> anyhow::Result<()> {
     }
     let start = Instant::now();
     let mut stdout = std::io::stdout();
-    let out = Generator::new(&model).with_tokenizer(&tokenizer).generate(&prompt, &config, |ev| {
-        print!("{}", ev.text);
-        let _ = stdout.flush();
-    })?;
+    let out =
+        Generator::new(&model)
+            .with_tokenizer(&tokenizer)
+            .generate(&prompt, &config, |ev| {
+                print!("{}", ev.text);
+                let _ = stdout.flush();
+            })?;
     println!();
     let secs = start.elapsed().as_secs_f64();
     eprintln!(

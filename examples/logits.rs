@@ -46,17 +46,26 @@ fn main() -> anyhow::Result<()> {
     let model = Gemma::from_pretrained(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let vocab = model.config().vocab_size;
-    let logits: Vec<f32> = model.logits(&args.ids)?.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let logits: Vec<f32> = model
+        .logits(&args.ids)?
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let greedy = if args.greedy > 0 {
         let cfg = GenerationConfig::greedy(args.greedy).with_stop_at_eos(false);
-        Generator::new(&model).generate(&args.ids, &cfg, |_| {})?.tokens
+        Generator::new(&model)
+            .generate(&args.ids, &cfg, |_| {})?
+            .tokens
     } else {
         Vec::new()
     };
     let rows: Vec<&[f32]> = logits.chunks(vocab).collect();
     let out = std::io::stdout().lock();
     let mut out = std::io::BufWriter::new(out);
-    serde_json::to_writer(&mut out, &serde_json::json!({ "logits": rows, "greedy": greedy }))?;
+    serde_json::to_writer(
+        &mut out,
+        &serde_json::json!({ "logits": rows, "greedy": greedy }),
+    )?;
     writeln!(out)?;
     out.flush()?;
     Ok(())

@@ -56,7 +56,10 @@ pub struct Rope {
 impl Rope {
     /// Plain RoPE with the given base.
     pub fn new(theta: f64) -> Self {
-        Self { theta, linear_factor: 1.0 }
+        Self {
+            theta,
+            linear_factor: 1.0,
+        }
     }
 }
 
@@ -120,22 +123,58 @@ impl GemmaConfig {
     /// Gemma 3 270M (`google/gemma-3-270m`), the model kwx ships recipes for.
     pub fn gemma3_270m() -> Self {
         let layer_types = gemma3_layer_types(18, 6);
-        Self::new(Family::Gemma3, 262_144, 640, 2048, 18, 4, 1, 256, 256.0, layer_types,
-            Rope::new(1_000_000.0), Rope::new(10_000.0))
+        Self::new(
+            Family::Gemma3,
+            262_144,
+            640,
+            2048,
+            18,
+            4,
+            1,
+            256,
+            256.0,
+            layer_types,
+            Rope::new(1_000_000.0),
+            Rope::new(10_000.0),
+        )
         .with_sliding_window(Some(512))
         .with_eos_token_ids(vec![1, 106])
     }
 
     /// Gemma 1 2B (`google/gemma-2b`).
     pub fn gemma_2b() -> Self {
-        Self::new(Family::Gemma1, 256_000, 2048, 16_384, 18, 8, 1, 256, 256.0,
-            vec![AttentionType::Full; 18], Rope::new(10_000.0), Rope::new(10_000.0))
+        Self::new(
+            Family::Gemma1,
+            256_000,
+            2048,
+            16_384,
+            18,
+            8,
+            1,
+            256,
+            256.0,
+            vec![AttentionType::Full; 18],
+            Rope::new(10_000.0),
+            Rope::new(10_000.0),
+        )
     }
 
     /// Gemma 2 2B (`google/gemma-2-2b`).
     pub fn gemma2_2b() -> Self {
-        Self::new(Family::Gemma2, 256_000, 2304, 9216, 26, 8, 4, 256, 256.0,
-            gemma2_layer_types(26), Rope::new(10_000.0), Rope::new(10_000.0))
+        Self::new(
+            Family::Gemma2,
+            256_000,
+            2304,
+            9216,
+            26,
+            8,
+            4,
+            256,
+            256.0,
+            gemma2_layer_types(26),
+            Rope::new(10_000.0),
+            Rope::new(10_000.0),
+        )
         .with_attn_logit_softcapping(Some(50.0))
         .with_final_logit_softcapping(Some(30.0))
         .with_sliding_window(Some(4096))
@@ -151,14 +190,17 @@ impl GemmaConfig {
     /// Parses config.json text; `path` only labels errors.
     pub fn from_json_str(text: &str, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let json = |source| Error::Json { path: path.to_path_buf(), source };
+        let json = |source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut value: Value = serde_json::from_str(text).map_err(json)?;
         // Gemma 3 multimodal checkpoints nest the text model's config.
-        if value.get("model_type").and_then(Value::as_str) == Some("gemma3") {
-            if let Some(text_config) = value.get_mut("text_config").map(Value::take) {
-                value = text_config;
-                value["model_type"] = Value::from("gemma3_text");
-            }
+        if value.get("model_type").and_then(Value::as_str) == Some("gemma3")
+            && let Some(text_config) = value.get_mut("text_config").map(Value::take)
+        {
+            value = text_config;
+            value["model_type"] = Value::from("gemma3_text");
         }
         let hf: HfConfig = serde_json::from_value(value).map_err(json)?;
         hf.into_config(path)
@@ -188,10 +230,16 @@ impl GemmaConfig {
                 return Err(bad(field, "must be positive".into()));
             }
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return Err(bad("head_dim", format!("{} must be positive and even", self.head_dim)));
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return Err(bad(
+                "head_dim",
+                format!("{} must be positive and even", self.head_dim),
+            ));
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(bad(
                 "num_key_value_heads",
                 format!(
@@ -203,13 +251,20 @@ impl GemmaConfig {
         if self.layer_types.len() != self.num_hidden_layers {
             return Err(bad(
                 "layer_types",
-                format!("{} entries for {} layers", self.layer_types.len(), self.num_hidden_layers),
+                format!(
+                    "{} entries for {} layers",
+                    self.layer_types.len(),
+                    self.num_hidden_layers
+                ),
             ));
         }
         if self.layer_types.contains(&AttentionType::Sliding)
             && !matches!(self.sliding_window, Some(w) if w > 0)
         {
-            return Err(bad("sliding_window", "sliding layers need a positive window".into()));
+            return Err(bad(
+                "sliding_window",
+                "sliding layers need a positive window".into(),
+            ));
         }
         for (field, cap) in [
             ("attn_logit_softcapping", self.attn_logit_softcapping),
@@ -219,7 +274,7 @@ impl GemmaConfig {
                 return Err(bad(field, "must be positive".into()));
             }
         }
-        if !(self.query_pre_attn_scalar > 0.0) {
+        if self.query_pre_attn_scalar.is_nan() || self.query_pre_attn_scalar <= 0.0 {
             return Err(bad("query_pre_attn_scalar", "must be positive".into()));
         }
         Ok(())
@@ -229,7 +284,13 @@ impl GemmaConfig {
 /// Gemma 2's default: even layers slide, odd layers are global.
 pub fn gemma2_layer_types(n: usize) -> Vec<AttentionType> {
     (0..n)
-        .map(|i| if (i + 1) % 2 != 0 { AttentionType::Sliding } else { AttentionType::Full })
+        .map(|i| {
+            if (i + 1) % 2 != 0 {
+                AttentionType::Sliding
+            } else {
+                AttentionType::Full
+            }
+        })
         .collect()
 }
 
@@ -320,21 +381,34 @@ impl HfConfig {
                 "gelu" => "gelu_pytorch_tanh".to_string(),
                 other => other.to_string(),
             },
-            _ => self.hidden_activation.clone().unwrap_or_else(|| "gelu_pytorch_tanh".into()),
+            _ => self
+                .hidden_activation
+                .clone()
+                .unwrap_or_else(|| "gelu_pytorch_tanh".into()),
         };
         let activation = match activation.as_str() {
             "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" | "gelu_tanh" => Activation::GeluTanh,
             "gelu" => Activation::Gelu,
             other => {
-                let field = if family == Family::Gemma1 { "hidden_act" } else { "hidden_activation" };
+                let field = if family == Family::Gemma1 {
+                    "hidden_act"
+                } else {
+                    "hidden_activation"
+                };
                 return Err(bad(field, format!("unsupported activation `{other}`")));
             }
         };
         if self.attention_bias == Some(true) {
-            return Err(bad("attention_bias", "Gemma attention has no bias; true is unsupported".into()));
+            return Err(bad(
+                "attention_bias",
+                "Gemma attention has no bias; true is unsupported".into(),
+            ));
         }
         if self.use_bidirectional_attention == Some(true) {
-            return Err(bad("use_bidirectional_attention", "kwx runs causal decoders only".into()));
+            return Err(bad(
+                "use_bidirectional_attention",
+                "kwx runs causal decoders only".into(),
+            ));
         }
 
         let layer_types = match &self.layer_types {
@@ -419,7 +493,11 @@ impl HfConfig {
             pad_token_id: self.pad_token_id.unwrap_or(0),
         };
         config.validate().map_err(|e| match e {
-            Error::Config { field, message, .. } => Error::Config { path: path.into(), field, message },
+            Error::Config { field, message, .. } => Error::Config {
+                path: path.into(),
+                field,
+                message,
+            },
             other => other,
         })?;
         Ok(config)
@@ -434,7 +512,8 @@ fn parse_rope_parameters(
     default_theta: f64,
     path: &Path,
 ) -> Result<(Rope, Rope)> {
-    let per_type = params.get("full_attention").is_some() || params.get("sliding_attention").is_some();
+    let per_type =
+        params.get("full_attention").is_some() || params.get("sliding_attention").is_some();
     if !per_type {
         let rope = parse_rope_entry(params, default_theta, "rope_parameters", path)?;
         return Ok((rope, rope));
@@ -457,9 +536,13 @@ fn parse_rope_entry(entry: &Value, default_theta: f64, field: &str, path: &Path)
         field: field.to_string(),
         message,
     };
-    let obj = entry.as_object().ok_or_else(|| bad("expected an object".into()))?;
+    let obj = entry
+        .as_object()
+        .ok_or_else(|| bad("expected an object".into()))?;
     let theta = match obj.get("rope_theta") {
-        Some(v) => v.as_f64().ok_or_else(|| bad("rope_theta must be a number".into()))?,
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| bad("rope_theta must be a number".into()))?,
         None => default_theta,
     };
     let kind = obj
@@ -474,9 +557,16 @@ fn parse_rope_entry(entry: &Value, default_theta: f64, field: &str, path: &Path)
             .and_then(Value::as_f64)
             .filter(|f| *f > 0.0)
             .ok_or_else(|| bad("linear rope scaling needs a positive `factor`".into()))?,
-        other => return Err(bad(format!("unsupported rope_type `{other}` (kwx reads default and linear)"))),
+        other => {
+            return Err(bad(format!(
+                "unsupported rope_type `{other}` (kwx reads default and linear)"
+            )));
+        }
     };
-    Ok(Rope { theta, linear_factor })
+    Ok(Rope {
+        theta,
+        linear_factor,
+    })
 }
 
 #[cfg(test)]
@@ -486,15 +576,27 @@ mod tests {
     #[test]
     fn gemma3_pattern_puts_global_layers_every_sixth() {
         let t = GemmaConfig::gemma3_270m().layer_types;
-        let globals: Vec<usize> =
-            t.iter().enumerate().filter(|(_, t)| **t == AttentionType::Full).map(|(i, _)| i).collect();
+        let globals: Vec<usize> = t
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t == AttentionType::Full)
+            .map(|(i, _)| i)
+            .collect();
         assert_eq!(globals, vec![5, 11, 17]);
     }
 
     #[test]
     fn gemma2_even_layers_slide() {
         let t = gemma2_layer_types(4);
-        assert_eq!(t, vec![AttentionType::Sliding, AttentionType::Full, AttentionType::Sliding, AttentionType::Full]);
+        assert_eq!(
+            t,
+            vec![
+                AttentionType::Sliding,
+                AttentionType::Full,
+                AttentionType::Sliding,
+                AttentionType::Full
+            ]
+        );
     }
 
     #[test]
@@ -503,7 +605,10 @@ mod tests {
             .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::Json { .. }), "{msg}");
-        assert!(msg.contains("c.json") && msg.contains("hidden_size"), "{msg}");
+        assert!(
+            msg.contains("c.json") && msg.contains("hidden_size"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -511,7 +616,9 @@ mod tests {
         let text = r#"{"model_type":"llama","vocab_size":10,"hidden_size":8,"intermediate_size":16,
             "num_hidden_layers":1,"num_attention_heads":2}"#;
         let err = GemmaConfig::from_json_str(text, "c.json").unwrap_err();
-        assert!(matches!(err, Error::UnknownModelType { ref model_type, .. } if model_type == "llama"));
+        assert!(
+            matches!(err, Error::UnknownModelType { ref model_type, .. } if model_type == "llama")
+        );
     }
 
     #[test]
@@ -519,7 +626,10 @@ mod tests {
         let text = r#"{"model_type":"gemma","vocab_size":10,"hidden_size":12,"intermediate_size":16,
             "num_hidden_layers":1,"num_attention_heads":3,"num_key_value_heads":2,"head_dim":4}"#;
         let err = GemmaConfig::from_json_str(text, "c.json").unwrap_err();
-        assert!(matches!(err, Error::Config { ref field, .. } if field == "num_key_value_heads"), "{err}");
+        assert!(
+            matches!(err, Error::Config { ref field, .. } if field == "num_key_value_heads"),
+            "{err}"
+        );
     }
 
     #[test]

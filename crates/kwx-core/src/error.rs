@@ -78,7 +78,9 @@ pub enum Error {
         dtype: String,
     },
     /// Weight files hold tensors the model does not use (usually a naming problem).
-    #[error("{count} unused tensor(s) in the weights, first `{first}`: is this a different architecture?")]
+    #[error(
+        "{count} unused tensor(s) in the weights, first `{first}`: is this a different architecture?"
+    )]
     UnusedTensors {
         /// How many.
         count: usize,
@@ -132,6 +134,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

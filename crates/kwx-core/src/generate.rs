@@ -115,7 +115,12 @@ impl GenerationConfig {
 
     /// Rejects settings that cannot work.
     pub fn validate(&self) -> Result<()> {
-        let bad = |option, message: &str| Err(Error::InvalidOption { option, message: message.into() });
+        let bad = |option, message: &str| {
+            Err(Error::InvalidOption {
+                option,
+                message: message.into(),
+            })
+        };
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
             return bad("temperature", "must be finite and >= 0");
         }
@@ -186,7 +191,10 @@ struct RowState {
 impl<'a> Generator<'a> {
     /// A generator over `model`.
     pub fn new(model: &'a Gemma) -> Self {
-        Self { model, tokenizer: None }
+        Self {
+            model,
+            tokenizer: None,
+        }
     }
 
     /// Decode text (needed for stop strings and text streaming).
@@ -204,7 +212,8 @@ impl<'a> Generator<'a> {
         on_token: impl FnMut(StreamEvent<'_>),
     ) -> Result<GenerationOutput> {
         let mut out = self.generate_batch(&[prompt.to_vec()], config, on_token)?;
-        out.pop().ok_or_else(|| Error::InvalidInput("empty batch".into()))
+        out.pop()
+            .ok_or_else(|| Error::InvalidInput("empty batch".into()))
     }
 
     /// Generates continuations of several prompts at once. Prompts are left-padded to a common
@@ -248,7 +257,10 @@ impl<'a> Generator<'a> {
             })
             .collect();
         if config.max_new_tokens == 0 {
-            return Ok(rows.into_iter().map(|r| finish(r, StopReason::MaxTokens)).collect());
+            return Ok(rows
+                .into_iter()
+                .map(|r| finish(r, StopReason::MaxTokens))
+                .collect());
         }
 
         // Prefill: left-pad to the longest prompt.
@@ -265,7 +277,8 @@ impl<'a> Generator<'a> {
         let mut cache = self.model.new_cache();
         let any_pad = valid.iter().any(|v| !v);
         let mut hidden =
-            self.model.forward_hidden(&tokens, any_pad.then_some(valid.as_slice()), &mut cache)?;
+            self.model
+                .forward_hidden(&tokens, any_pad.then_some(valid.as_slice()), &mut cache)?;
         // Cache row i holds batch row active[i].
         let mut active: Vec<usize> = (0..prompts.len()).collect();
         let vocab = cfg.vocab_size;
@@ -281,7 +294,12 @@ impl<'a> Generator<'a> {
             let mut keep = Vec::with_capacity(active.len());
             for (i, &row) in active.iter().enumerate() {
                 let mut row_logits = logits[i * vocab..(i + 1) * vocab].to_vec();
-                let token = sample(&mut row_logits, &rows[row].prompt_and_output, config, &mut rng);
+                let token = sample(
+                    &mut row_logits,
+                    &rows[row].prompt_and_output,
+                    config,
+                    &mut rng,
+                );
                 let state = &mut rows[row];
                 if stops.contains(&token) {
                     state.done = Some(StopReason::Token(token));
@@ -300,8 +318,16 @@ impl<'a> Generator<'a> {
                     }
                     None => String::new(),
                 };
-                on_token(StreamEvent { row, token, text: &delta });
-                if let Some(s) = config.stop_strings.iter().find(|s| state.text.contains(s.as_str())) {
+                on_token(StreamEvent {
+                    row,
+                    token,
+                    text: &delta,
+                });
+                if let Some(s) = config
+                    .stop_strings
+                    .iter()
+                    .find(|s| state.text.contains(s.as_str()))
+                {
                     state.done = Some(StopReason::String(s.clone()));
                     continue;
                 }
@@ -327,10 +353,10 @@ impl<'a> Generator<'a> {
                 let mut out = finish(r, stop);
                 if let Some(tok) = tokenizer {
                     let mut text = tok.decode(&out.tokens)?;
-                    if let StopReason::String(s) = &out.stop {
-                        if let Some(at) = text.find(s.as_str()) {
-                            text.truncate(at);
-                        }
+                    if let StopReason::String(s) = &out.stop
+                        && let Some(at) = text.find(s.as_str())
+                    {
+                        text.truncate(at);
                     }
                     out.text = Some(text);
                 }
@@ -341,7 +367,11 @@ impl<'a> Generator<'a> {
 }
 
 fn finish(row: RowState, stop: StopReason) -> GenerationOutput {
-    GenerationOutput { tokens: row.output, text: None, stop }
+    GenerationOutput {
+        tokens: row.output,
+        text: None,
+        stop,
+    }
 }
 
 /// The new text since `old`, or `None` while the tail is an incomplete UTF-8 sequence.
@@ -356,14 +386,23 @@ fn text_delta(old: &str, new: &str) -> Option<String> {
 }
 
 /// Picks the next token from one row of logits.
-pub fn sample(logits: &mut [f32], seen: &[u32], config: &GenerationConfig, rng: &mut impl Rng) -> u32 {
+pub fn sample(
+    logits: &mut [f32],
+    seen: &[u32],
+    config: &GenerationConfig,
+    rng: &mut impl Rng,
+) -> u32 {
     if config.repetition_penalty != 1.0 {
         let mut seen = seen.to_vec();
         seen.sort_unstable();
         seen.dedup();
         for &t in &seen {
             if let Some(l) = logits.get_mut(t as usize) {
-                *l = if *l < 0.0 { *l * config.repetition_penalty } else { *l / config.repetition_penalty };
+                *l = if *l < 0.0 {
+                    *l * config.repetition_penalty
+                } else {
+                    *l / config.repetition_penalty
+                };
             }
         }
     }
@@ -380,7 +419,10 @@ pub fn sample(logits: &mut [f32], seen: &[u32], config: &GenerationConfig, rng: 
         keep = keep.min(k);
     }
     let max = logits[order[0]];
-    let mut probs: Vec<f32> = order[..keep].iter().map(|&i| (logits[i] - max).exp()).collect();
+    let mut probs: Vec<f32> = order[..keep]
+        .iter()
+        .map(|&i| (logits[i] - max).exp())
+        .collect();
     let total: f32 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     if let Some(top_p) = config.top_p {
@@ -435,14 +477,18 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy_and_top_p_keeps_the_nucleus() {
-        let cfg = GenerationConfig::greedy(1).with_temperature(1.0).with_top_k(1);
+        let cfg = GenerationConfig::greedy(1)
+            .with_temperature(1.0)
+            .with_top_k(1);
         let mut rng = StdRng::seed_from_u64(7);
         for _ in 0..50 {
-            assert_eq!(sample(&mut vec![0.1, 3.0, 2.9], &[], &cfg, &mut rng), 1);
+            assert_eq!(sample(&mut [0.1, 3.0, 2.9], &[], &cfg, &mut rng), 1);
         }
         // p(0) ≈ 0.696, p(1) ≈ 0.256: top_p 0.6 keeps only token 0, 0.8 keeps both.
         let probs = [2.0f32, 1.0, -1.0, -2.0];
-        let cfg = GenerationConfig::greedy(1).with_temperature(1.0).with_top_p(0.6);
+        let cfg = GenerationConfig::greedy(1)
+            .with_temperature(1.0)
+            .with_top_p(0.6);
         for _ in 0..50 {
             assert_eq!(sample(&mut probs.to_vec(), &[], &cfg, &mut rng), 0);
         }
@@ -453,12 +499,17 @@ mod tests {
         }
         assert_eq!(counts[2] + counts[3], 0);
         let frac = counts[1] as f64 / 2000.0;
-        assert!((frac - 0.269).abs() < 0.04, "renormalised p(1) = 0.269, got {frac}");
+        assert!(
+            (frac - 0.269).abs() < 0.04,
+            "renormalised p(1) = 0.269, got {frac}"
+        );
     }
 
     #[test]
     fn temperature_sampling_matches_softmax_frequencies() {
-        let cfg = GenerationConfig::greedy(1).with_temperature(2.0).with_seed(3);
+        let cfg = GenerationConfig::greedy(1)
+            .with_temperature(2.0)
+            .with_seed(3);
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let logits = [2.0f32, 0.0];
         let mut hits = 0;
@@ -471,10 +522,30 @@ mod tests {
 
     #[test]
     fn invalid_options_are_rejected() {
-        assert!(GenerationConfig::greedy(1).with_top_p(0.0).validate().is_err());
-        assert!(GenerationConfig::greedy(1).with_top_k(0).validate().is_err());
-        assert!(GenerationConfig::greedy(1).with_temperature(-1.0).validate().is_err());
-        assert!(GenerationConfig::greedy(1).with_stop_string("").validate().is_err());
+        assert!(
+            GenerationConfig::greedy(1)
+                .with_top_p(0.0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            GenerationConfig::greedy(1)
+                .with_top_k(0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            GenerationConfig::greedy(1)
+                .with_temperature(-1.0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            GenerationConfig::greedy(1)
+                .with_stop_string("")
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

@@ -52,7 +52,9 @@ pub struct SafetensorsSource {
 
 impl std::fmt::Debug for SafetensorsSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SafetensorsSource").field("paths", &self.paths).finish_non_exhaustive()
+        f.debug_struct("SafetensorsSource")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,13 +66,19 @@ impl SafetensorsSource {
         let index = dir.join("model.safetensors.index.json");
         if index.exists() {
             let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|source| Error::Json { path: index.clone(), source })?;
-            let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::Config {
-                path: index.clone(),
-                field: "weight_map".into(),
-                message: "missing or not an object".into(),
-            })?;
+            let json: serde_json::Value =
+                serde_json::from_str(&text).map_err(|source| Error::Json {
+                    path: index.clone(),
+                    source,
+                })?;
+            let map = json
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::Config {
+                    path: index.clone(),
+                    field: "weight_map".into(),
+                    message: "missing or not an object".into(),
+                })?;
             let mut files = BTreeSet::new();
             for (name, file) in map {
                 let file = file.as_str().ok_or_else(|| Error::Config {
@@ -97,7 +105,10 @@ impl SafetensorsSource {
             // what the program can guard against.
             #[allow(unsafe_code)]
             let map = unsafe { Mmap::map(&handle) }.map_err(|e| Error::io(path, e))?;
-            let corrupt = |message: String| Error::Safetensors { path: path.clone(), message };
+            let corrupt = |message: String| Error::Safetensors {
+                path: path.clone(),
+                message,
+            };
             let (header_len, metadata) = SafeTensors::read_metadata(&map)
                 .map_err(|e| corrupt(format!("{e} (truncated or corrupt file?)")))?;
             let data_start = 8 + header_len;
@@ -111,7 +122,9 @@ impl SafetensorsSource {
                 }
                 let numel: usize = info.shape.iter().product();
                 if numel * info.dtype.bitsize() / 8 != end - start {
-                    return Err(corrupt(format!("tensor `{name}`: byte size does not match shape")));
+                    return Err(corrupt(format!(
+                        "tensor `{name}`: byte size does not match shape"
+                    )));
                 }
                 let entry = Entry {
                     file,
@@ -121,17 +134,26 @@ impl SafetensorsSource {
                     end: data_start + end,
                 };
                 if entries.insert(name.clone(), entry).is_some() {
-                    return Err(corrupt(format!("tensor `{name}` appears in more than one file")));
+                    return Err(corrupt(format!(
+                        "tensor `{name}` appears in more than one file"
+                    )));
                 }
             }
             maps.push(map);
         }
-        Ok(Self { paths, maps, entries, used: BTreeSet::new() })
+        Ok(Self {
+            paths,
+            maps,
+            entries,
+            used: BTreeSet::new(),
+        })
     }
 
     /// The dtype and shape of a tensor, if present.
     pub fn info(&self, name: &str) -> Option<(Dtype, &[usize])> {
-        self.entries.get(name).map(|e| (e.dtype, e.shape.as_slice()))
+        self.entries
+            .get(name)
+            .map(|e| (e.dtype, e.shape.as_slice()))
     }
 }
 
@@ -182,7 +204,11 @@ impl WeightSource for SafetensorsSource {
     }
 
     fn unused(&self) -> Vec<String> {
-        self.entries.keys().filter(|n| !self.used.contains(*n)).cloned().collect()
+        self.entries
+            .keys()
+            .filter(|n| !self.used.contains(*n))
+            .cloned()
+            .collect()
     }
 
     fn names(&self) -> Vec<String> {
@@ -191,14 +217,22 @@ impl WeightSource for SafetensorsSource {
 }
 
 /// Every tensor the config implies, with its Hugging Face shape.
-fn expected_tensors(config: &GemmaConfig, prefix: &str, head_prefix: &str) -> Vec<(String, Vec<usize>)> {
+fn expected_tensors(
+    config: &GemmaConfig,
+    prefix: &str,
+    head_prefix: &str,
+) -> Vec<(String, Vec<usize>)> {
     let (h, hd, v) = (config.hidden_size, config.head_dim, config.vocab_size);
-    let (nh, nkv, inter) =
-        (config.num_attention_heads, config.num_key_value_heads, config.intermediate_size);
+    let (nh, nkv, inter) = (
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        config.intermediate_size,
+    );
     let mut out = vec![(format!("{prefix}embed_tokens.weight"), vec![v, h])];
     for i in 0..config.num_hidden_layers {
         let p = format!("{prefix}layers.{i}.");
-        let mut push = |name: &str, shape: Vec<usize>| out.push((format!("{p}{name}.weight"), shape));
+        let mut push =
+            |name: &str, shape: Vec<usize>| out.push((format!("{p}{name}.weight"), shape));
         push("self_attn.q_proj", vec![nh * hd, h]);
         push("self_attn.k_proj", vec![nkv * hd, h]);
         push("self_attn.v_proj", vec![nkv * hd, h]);
@@ -239,10 +273,17 @@ fn check_names(
         match source.shape(name) {
             None => {
                 let strays = names.iter().filter(|n| !wanted.contains(n.as_str()));
-                return Err(Error::MissingTensor { name: name.clone(), hint: hint_for(name, strays) });
+                return Err(Error::MissingTensor {
+                    name: name.clone(),
+                    hint: hint_for(name, strays),
+                });
             }
             Some(got) if &got != shape => {
-                return Err(Error::ShapeMismatch { name: name.clone(), expected: shape.clone(), got });
+                return Err(Error::ShapeMismatch {
+                    name: name.clone(),
+                    expected: shape.clone(),
+                    got,
+                });
             }
             Some(_) => {}
         }
@@ -291,13 +332,18 @@ impl Gemma {
             .find(|(p, _)| source.contains(&format!("{p}embed_tokens.weight")))
             .unwrap_or(PREFIXES[0]);
         let (h, hd, v) = (config.hidden_size, config.head_dim, config.vocab_size);
-        let (nh, nkv, inter) =
-            (config.num_attention_heads, config.num_key_value_heads, config.intermediate_size);
+        let (nh, nkv, inter) = (
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            config.intermediate_size,
+        );
         let eps = config.rms_norm_eps;
         check_names(&config, prefix, head_prefix, source)?;
 
         let embed = source.read(&format!("{prefix}embed_tokens.weight"), &[v, h])?;
-        let embed_tokens = Embedding { weight: Param::from_tensor(tensor2(embed, [v, h], device)) };
+        let embed_tokens = Embedding {
+            weight: Param::from_tensor(tensor2(embed, [v, h], device)),
+        };
         let qk = config.family == Family::Gemma3;
         let sandwich = config.family != Family::Gemma1;
 
@@ -319,14 +365,28 @@ impl Gemma {
                 let w = source.read(&format!("{p}{name}.weight"), &[dim])?;
                 Ok(norm_from(w, eps, device))
             };
-            let q_norm = if qk { Some(norm("self_attn.q_norm", hd)?) } else { None };
-            let k_norm = if qk { Some(norm("self_attn.k_norm", hd)?) } else { None };
+            let q_norm = if qk {
+                Some(norm("self_attn.q_norm", hd)?)
+            } else {
+                None
+            };
+            let k_norm = if qk {
+                Some(norm("self_attn.k_norm", hd)?)
+            } else {
+                None
+            };
             let input_layernorm = norm("input_layernorm", h)?;
             let post_attention_layernorm = norm("post_attention_layernorm", h)?;
-            let pre_feedforward_layernorm =
-                if sandwich { Some(norm("pre_feedforward_layernorm", h)?) } else { None };
-            let post_feedforward_layernorm =
-                if sandwich { Some(norm("post_feedforward_layernorm", h)?) } else { None };
+            let pre_feedforward_layernorm = if sandwich {
+                Some(norm("pre_feedforward_layernorm", h)?)
+            } else {
+                None
+            };
+            let post_feedforward_layernorm = if sandwich {
+                Some(norm("post_feedforward_layernorm", h)?)
+            } else {
+                None
+            };
             layers.push(DecoderLayer {
                 self_attn: Attention {
                     q_proj: self_attn_q,
@@ -336,14 +396,22 @@ impl Gemma {
                     q_norm,
                     k_norm,
                 },
-                mlp: Mlp { gate_proj: gate, up_proj: up, down_proj: down },
+                mlp: Mlp {
+                    gate_proj: gate,
+                    up_proj: up,
+                    down_proj: down,
+                },
                 input_layernorm,
                 post_attention_layernorm,
                 pre_feedforward_layernorm,
                 post_feedforward_layernorm,
             });
         }
-        let norm = norm_from(source.read(&format!("{prefix}norm.weight"), &[h])?, eps, device);
+        let norm = norm_from(
+            source.read(&format!("{prefix}norm.weight"), &[h])?,
+            eps,
+            device,
+        );
         let head_name = format!("{head_prefix}weight");
         let lm_head = if config.tie_word_embeddings {
             None
@@ -357,19 +425,33 @@ impl Gemma {
         let stray: Vec<String> = source
             .unused()
             .into_iter()
-            .filter(|n| n.starts_with(prefix) && !n.contains("vision") && !n.contains("multi_modal"))
+            .filter(|n| {
+                n.starts_with(prefix) && !n.contains("vision") && !n.contains("multi_modal")
+            })
             .filter(|n| !(config.tie_word_embeddings && *n == head_name))
             .collect();
         if let Some(first) = stray.first() {
-            return Err(Error::UnusedTensors { count: stray.len(), first: first.clone() });
+            return Err(Error::UnusedTensors {
+                count: stray.len(),
+                first: first.clone(),
+            });
         }
-        Ok(Gemma::from_parts(config, embed_tokens, layers, norm, lm_head))
+        Ok(Gemma::from_parts(
+            config,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+        ))
     }
 }
 
 fn norm_from(w: Vec<f32>, eps: f64, device: &Device) -> RmsNorm {
     let dim = w.len();
-    RmsNorm { weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [dim]), device)), eps }
+    RmsNorm {
+        weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [dim]), device)),
+        eps,
+    }
 }
 
 fn tensor2(values: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
@@ -390,5 +472,8 @@ fn linear_from_hf(w: Vec<f32>, out: usize, inp: usize, device: &Device) -> Linea
             }
         }
     }
-    Linear { weight: Param::from_tensor(tensor2(t, [inp, out], device)), bias: None }
+    Linear {
+        weight: Param::from_tensor(tensor2(t, [inp, out], device)),
+        bias: None,
+    }
 }

@@ -27,7 +27,10 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// A norm of width `dim` with zero weight (the identity scale), as transformers initialises it.
     pub fn new(dim: usize, eps: f64, device: &Device) -> Self {
-        Self { weight: Param::from_tensor(Tensor::zeros([dim], device)), eps }
+        Self {
+            weight: Param::from_tensor(Tensor::zeros([dim], device)),
+            eps,
+        }
     }
 
     /// Normalises over the last dimension.
@@ -140,13 +143,21 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for a model with `num_layers` layers.
     pub fn new(num_layers: usize) -> Self {
-        Self { layers: vec![None; num_layers], valid: Vec::new(), seen: Vec::new(), store: true }
+        Self {
+            layers: vec![None; num_layers],
+            valid: Vec::new(),
+            seen: Vec::new(),
+            store: true,
+        }
     }
 
     /// A cache that tracks positions but keeps no keys or values: for one-shot forwards
     /// (scoring, training), where storing them would only cost memory.
     pub fn disabled(num_layers: usize) -> Self {
-        Self { store: false, ..Self::new(num_layers) }
+        Self {
+            store: false,
+            ..Self::new(num_layers)
+        }
     }
 
     /// Slots processed so far (including padding).
@@ -174,7 +185,10 @@ impl KvCache {
         for layer in self.layers.iter_mut().flatten() {
             let device = layer.keys.device();
             let idx = Tensor::<1, Int>::from_data(
-                TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
+                TensorData::new(
+                    rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                    [rows.len()],
+                ),
                 &device,
             );
             layer.keys = layer.keys.clone().select(0, idx.clone());
@@ -225,7 +239,10 @@ impl GemmaConfig {
             })
             .collect();
         let embed_tokens = EmbeddingConfig::new(self.vocab_size, h)
-            .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            })
             .init(device);
         Ok(Gemma {
             embed_tokens,
@@ -246,7 +263,13 @@ impl Gemma {
         norm: RmsNorm,
         lm_head: Option<Linear>,
     ) -> Self {
-        Self { embed_tokens, layers, norm, lm_head, config }
+        Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            config,
+        }
     }
 
     /// The model's configuration.
@@ -268,7 +291,11 @@ impl Gemma {
     pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
         let vocab_size = self.config.vocab_size;
         match ids.iter().position(|&id| id as usize >= vocab_size) {
-            Some(position) => Err(Error::TokenOutOfVocab { id: ids[position], position, vocab_size }),
+            Some(position) => Err(Error::TokenOutOfVocab {
+                id: ids[position],
+                position,
+                vocab_size,
+            }),
             None => Ok(()),
         }
     }
@@ -309,14 +336,14 @@ impl Gemma {
                 tokens[row].len()
             )));
         }
-        if let Some(v) = valid {
-            if v.len() != batch * seq {
-                return Err(Error::InvalidInput(format!(
-                    "{} validity flags for {} tokens",
-                    v.len(),
-                    batch * seq
-                )));
-            }
+        if let Some(v) = valid
+            && v.len() != batch * seq
+        {
+            return Err(Error::InvalidInput(format!(
+                "{} validity flags for {} tokens",
+                v.len(),
+                batch * seq
+            )));
         }
         if !cache.is_empty() && cache.batch_size() != batch {
             return Err(Error::InvalidInput(format!(
@@ -337,7 +364,10 @@ impl Gemma {
         let device = self.device();
         let ctx = self.step_context(batch, seq, valid, cache, &device);
         let ids = Tensor::<2, Int>::from_data(
-            TensorData::new(flat.iter().map(|&t| t as i64).collect::<Vec<_>>(), [batch, seq]),
+            TensorData::new(
+                flat.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+                [batch, seq],
+            ),
             &device,
         );
         let mut x = self.embed_tokens.forward(ids) * (self.config.hidden_size as f64).sqrt();
@@ -404,7 +434,8 @@ impl Gemma {
         let window = self.config.sliding_window.unwrap_or(usize::MAX);
         let local_start = past - past.min(window.saturating_sub(1));
         let hd = self.config.head_dim;
-        let (cos_global, sin_global) = rope_tables(&self.config.rope_global, &positions, batch, seq, hd, device);
+        let (cos_global, sin_global) =
+            rope_tables(&self.config.rope_global, &positions, batch, seq, hd, device);
         let (cos_local, sin_local) = if self.config.rope_local == self.config.rope_global {
             (cos_global.clone(), sin_global.clone())
         } else {
@@ -417,7 +448,14 @@ impl Gemma {
         } else {
             None
         };
-        StepContext { cos_global, sin_global, cos_local, sin_local, mask_global, mask_local }
+        StepContext {
+            cos_global,
+            sin_global,
+            cos_local,
+            sin_local,
+            mask_global,
+            mask_local,
+        }
     }
 
     fn layer_forward(
@@ -431,7 +469,10 @@ impl Gemma {
         let cfg = &self.config;
         let h = layer.input_layernorm.forward(x.clone());
         let h = self.attention_forward(&layer.self_attn, index, h, ctx, cache);
-        match (&layer.pre_feedforward_layernorm, &layer.post_feedforward_layernorm) {
+        match (
+            &layer.pre_feedforward_layernorm,
+            &layer.post_feedforward_layernorm,
+        ) {
             (Some(pre), Some(post)) => {
                 let x = x + layer.post_attention_layernorm.forward(h);
                 let m = layer.mlp.forward(pre.forward(x.clone()), cfg.activation);
@@ -439,7 +480,10 @@ impl Gemma {
             }
             _ => {
                 let x = x + h;
-                let m = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone()), cfg.activation);
+                let m = layer.mlp.forward(
+                    layer.post_attention_layernorm.forward(x.clone()),
+                    cfg.activation,
+                );
                 x + m
             }
         }
@@ -455,7 +499,11 @@ impl Gemma {
     ) -> Tensor<3> {
         let cfg = &self.config;
         let [batch, seq, _] = x.dims();
-        let (heads, kv_heads, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let (heads, kv_heads, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
         let split = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, hd]).swap_dims(1, 2);
         let mut q = split(attn.q_proj.forward(x.clone()), heads);
         let mut k = split(attn.k_proj.forward(x.clone()), kv_heads);
@@ -505,14 +553,17 @@ impl Gemma {
                     .reshape([batch, heads, kv_len, hd])
             }
         };
-        let mask = mask.as_ref().map(|m| m.clone().expand([batch, heads, seq, kv_len]));
+        let mask = mask
+            .as_ref()
+            .map(|m| m.clone().expand([batch, heads, seq, kv_len]));
         let options = AttentionModuleOptions {
             scale: Some(cfg.query_pre_attn_scalar.powf(-0.5)),
             softcap: cfg.attn_logit_softcapping,
             is_causal: false,
         };
         let out = attention(q, repeat(k), repeat(v), mask, None, options);
-        attn.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, heads * hd]))
+        attn.o_proj
+            .forward(out.swap_dims(1, 2).reshape([batch, seq, heads * hd]))
     }
 }
 

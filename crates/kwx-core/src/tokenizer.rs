@@ -32,21 +32,33 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: Role::User, content: content.into() }
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
     }
     /// A model message.
     pub fn model(content: impl Into<String>) -> Self {
-        Self { role: Role::Model, content: content.into() }
+        Self {
+            role: Role::Model,
+            content: content.into(),
+        }
     }
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Self { role: Role::System, content: content.into() }
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
     }
 }
 
 /// Renders a conversation with Gemma's chat template, ending with the model's turn header when
 /// `add_generation_prompt` is set.
-pub fn apply_chat_template(messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+pub fn apply_chat_template(
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+) -> Result<String> {
     let mut out = String::from("<bos>");
     let (prefix, rest) = match messages.first() {
         Some(m) if m.role == Role::System => (format!("{}\n\n", m.content), &messages[1..]),
@@ -63,7 +75,11 @@ pub fn apply_chat_template(messages: &[ChatMessage], add_generation_prompt: bool
                 ),
             });
         }
-        let role = if m.role == Role::User { "user" } else { "model" };
+        let role = if m.role == Role::User {
+            "user"
+        } else {
+            "model"
+        };
         out.push_str("<start_of_turn>");
         out.push_str(role);
         out.push('\n');
@@ -90,7 +106,10 @@ impl GemmaTokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         if !path.exists() {
-            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            return Err(Error::io(
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
         }
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
             path: Some(PathBuf::from(path)),
@@ -116,13 +135,23 @@ impl GemmaTokenizer {
 
     /// Token ids of `text`; `add_special_tokens` applies the post-processor (Gemma's adds `<bos>`).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, add_special_tokens).map_err(tok_err)?;
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(tok_err)?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Token ids of a rendered chat (the template already holds `<bos>`).
-    pub fn encode_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<Vec<u32>> {
-        self.encode(&apply_chat_template(messages, add_generation_prompt)?, false)
+    pub fn encode_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>> {
+        self.encode(
+            &apply_chat_template(messages, add_generation_prompt)?,
+            false,
+        )
     }
 
     /// Text of `ids`, without special tokens.
@@ -147,7 +176,10 @@ impl GemmaTokenizer {
 }
 
 fn tok_err(e: tokenizers::Error) -> Error {
-    Error::Tokenizer { path: None, message: e.to_string() }
+    Error::Tokenizer {
+        path: None,
+        message: e.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! Bad input yields a typed error that names the problem, never a panic.
+#![allow(clippy::unwrap_used)] // test helpers
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,13 +11,19 @@ use safetensors::tensor::TensorView;
 const CASE: &str = "gemma1_mha_f32";
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma").join(CASE)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gemma")
+        .join(CASE)
 }
 
 /// A copy of the fixture folder whose weights pass through `edit` (name → (shape, f32 data)).
 fn edited(edit: impl FnOnce(&mut HashMap<String, (Vec<usize>, Vec<u8>)>)) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture().join("config.json"), tmp.path().join("config.json")).unwrap();
+    std::fs::copy(
+        fixture().join("config.json"),
+        tmp.path().join("config.json"),
+    )
+    .unwrap();
     let bytes = std::fs::read(fixture().join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: HashMap<String, (Vec<usize>, Vec<u8>)> = st
@@ -27,7 +34,12 @@ fn edited(edit: impl FnOnce(&mut HashMap<String, (Vec<usize>, Vec<u8>)>)) -> tem
     edit(&mut tensors);
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
-        .map(|(n, (s, d))| (n.clone(), TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
+        .map(|(n, (s, d))| {
+            (
+                n.clone(),
+                TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &tmp.path().join("model.safetensors")).unwrap();
     tmp
@@ -67,8 +79,14 @@ fn misnamed_tensor_gets_a_suggestion() {
     let err = load(tmp.path()).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::MissingTensor { .. }), "{msg}");
-    assert!(msg.contains("model.layers.0.self_attn.q_proj.weight"), "{msg}");
-    assert!(msg.contains("did you mean `model.layers.0.self_attn.qproj.weight`"), "{msg}");
+    assert!(
+        msg.contains("model.layers.0.self_attn.q_proj.weight"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("did you mean `model.layers.0.self_attn.qproj.weight`"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -78,7 +96,11 @@ fn wrong_shape_is_reported_with_both_shapes() {
         *shape = vec![shape[1], shape[0]];
     });
     match load(tmp.path()) {
-        Err(Error::ShapeMismatch { name, expected, got }) => {
+        Err(Error::ShapeMismatch {
+            name,
+            expected,
+            got,
+        }) => {
             assert_eq!(name, "model.layers.2.mlp.down_proj.weight");
             assert_eq!(expected, vec![48, 96]);
             assert_eq!(got, vec![96, 48]);
@@ -107,7 +129,10 @@ fn truncated_safetensors_is_typed() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
     let err = load(tmp.path()).unwrap_err();
-    assert!(matches!(&err, Error::Safetensors { path: p, message } if p == &path && message.contains("truncated")), "{err}");
+    assert!(
+        matches!(&err, Error::Safetensors { path: p, message } if p == &path && message.contains("truncated")),
+        "{err}"
+    );
     // Shorter than the header length field.
     std::fs::write(&path, &bytes[..5]).unwrap();
     assert!(matches!(load(tmp.path()), Err(Error::Safetensors { .. })));
@@ -128,12 +153,21 @@ fn corrupt_header_is_typed() {
 #[test]
 fn missing_weights_file_is_an_io_error_with_path() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture().join("config.json"), tmp.path().join("config.json")).unwrap();
+    std::fs::copy(
+        fixture().join("config.json"),
+        tmp.path().join("config.json"),
+    )
+    .unwrap();
     let err = load(tmp.path()).unwrap_err();
-    assert!(matches!(&err, Error::Io { path, .. } if path.ends_with("model.safetensors")), "{err}");
+    assert!(
+        matches!(&err, Error::Io { path, .. } if path.ends_with("model.safetensors")),
+        "{err}"
+    );
 }
 
-fn with_config(edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> tempfile::TempDir {
+fn with_config(
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> tempfile::TempDir {
     let tmp = edited(|_| {});
     let text = std::fs::read_to_string(fixture().join("config.json")).unwrap();
     let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -148,7 +182,10 @@ fn unknown_model_type_is_typed() {
         c.insert("model_type".into(), "mistral".into());
     });
     let err = load(tmp.path()).unwrap_err();
-    assert!(matches!(&err, Error::UnknownModelType { model_type, .. } if model_type == "mistral"), "{err}");
+    assert!(
+        matches!(&err, Error::UnknownModelType { model_type, .. } if model_type == "mistral"),
+        "{err}"
+    );
     assert!(err.to_string().contains("config.json"));
 }
 
@@ -160,7 +197,10 @@ fn config_missing_field_names_field_and_file() {
     let err = load(tmp.path()).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Json { .. }), "{msg}");
-    assert!(msg.contains("num_hidden_layers") && msg.contains("config.json"), "{msg}");
+    assert!(
+        msg.contains("num_hidden_layers") && msg.contains("config.json"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -169,16 +209,41 @@ fn config_that_disagrees_with_weights_is_caught() {
         c.insert("num_hidden_layers".into(), 4.into());
     });
     let err = load(tmp.path()).unwrap_err();
-    assert!(matches!(&err, Error::MissingTensor { name, .. } if name == "model.layers.3.input_layernorm.weight" || name.starts_with("model.layers.3.")), "{err}");
+    assert!(
+        matches!(&err, Error::MissingTensor { name, .. } if name == "model.layers.3.input_layernorm.weight" || name.starts_with("model.layers.3.")),
+        "{err}"
+    );
 }
 
 #[test]
 fn token_out_of_vocabulary_is_typed() {
     let model = load(&fixture()).unwrap();
     let err = model.logits(&[2, 17, 512]).unwrap_err();
-    assert!(matches!(err, Error::TokenOutOfVocab { id: 512, position: 2, vocab_size: 512 }), "{err}");
-    let err = Generator::new(&model).generate(&[2, 9999], &GenerationConfig::greedy(2), |_| {}).unwrap_err();
-    assert!(matches!(err, Error::TokenOutOfVocab { id: 9999, position: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::TokenOutOfVocab {
+                id: 512,
+                position: 2,
+                vocab_size: 512
+            }
+        ),
+        "{err}"
+    );
+    let err = Generator::new(&model)
+        .generate(&[2, 9999], &GenerationConfig::greedy(2), |_| {})
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TokenOutOfVocab {
+                id: 9999,
+                position: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(matches!(model.logits(&[]), Err(Error::InvalidInput(_))));
 }
 
@@ -186,6 +251,17 @@ fn token_out_of_vocabulary_is_typed() {
 fn stop_strings_without_tokenizer_are_rejected() {
     let model = load(&fixture()).unwrap();
     let cfg = GenerationConfig::greedy(2).with_stop_string("\n");
-    let err = Generator::new(&model).generate(&[2, 5], &cfg, |_| {}).unwrap_err();
-    assert!(matches!(err, Error::InvalidOption { option: "stop_strings", .. }), "{err}");
+    let err = Generator::new(&model)
+        .generate(&[2, 5], &cfg, |_| {})
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "stop_strings",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

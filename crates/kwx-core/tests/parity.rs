@@ -3,18 +3,25 @@
 //! Fixtures come from `scripts/make_fixtures.py` (transformers 5.24, eager attention, f32):
 //! randomised norm weights, softcaps that bite, prompts three times the sliding window, MHA/GQA/MQA,
 //! f32/bf16/f16 weights, one sharded checkpoint and one transformers-4.x config.json.
+#![allow(clippy::unwrap_used)] // test helpers
 
 use std::path::PathBuf;
 
 use burn::tensor::Device;
 use kwx_core::{AttentionType, Gemma, GenerationConfig, Generator, KvCache, Rope};
 
-const CASES: [&str; 4] =
-    ["gemma1_mha_f32", "gemma2_gqa_bf16", "gemma3_mqa_f16_v4config", "gemma3_gqa_sharded_bf16"];
+const CASES: [&str; 4] = [
+    "gemma1_mha_f32",
+    "gemma2_gqa_bf16",
+    "gemma3_mqa_f16_v4config",
+    "gemma3_gqa_sharded_bf16",
+];
 const TOL: f32 = 1e-4;
 
 fn dir(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma").join(case)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gemma")
+        .join(case)
 }
 
 struct Expected {
@@ -28,7 +35,14 @@ fn expected(case: &str) -> Expected {
     let d = dir(case);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("expected.json")).unwrap()).unwrap();
-    let ids = |k: &str| json[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let ids = |k: &str| {
+        json[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
+    };
     let bytes = std::fs::read(d.join("expected.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let logits = st
@@ -38,7 +52,12 @@ fn expected(case: &str) -> Expected {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    Expected { ids: ids("input_ids"), greedy: ids("greedy"), logits, json }
+    Expected {
+        ids: ids("input_ids"),
+        greedy: ids("greedy"),
+        logits,
+        json,
+    }
 }
 
 fn load(case: &str) -> Gemma {
@@ -52,7 +71,10 @@ fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
 /// Largest absolute difference, asserting equal lengths.
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -63,9 +85,15 @@ fn logits_match_transformers_at_every_position() {
         let got = to_vec(model.logits(&exp.ids).unwrap());
         let diff = max_diff(&got, &exp.logits);
         let scale = exp.logits.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        assert!(diff < TOL, "{case}: max |Δlogit| = {diff} (logits up to {scale})");
+        assert!(
+            diff < TOL,
+            "{case}: max |Δlogit| = {diff} (logits up to {scale})"
+        );
         // The check can fail: the logits are far from trivial.
-        assert!(scale > 1.0, "{case}: logits too small to mean anything ({scale})");
+        assert!(
+            scale > 1.0,
+            "{case}: logits too small to mean anything ({scale})"
+        );
     }
 }
 
@@ -75,7 +103,9 @@ fn greedy_continuation_matches_transformers() {
         let model = load(case);
         let exp = expected(case);
         let cfg = GenerationConfig::greedy(exp.greedy.len()).with_stop_at_eos(false);
-        let out = Generator::new(&model).generate(&exp.ids, &cfg, |_| {}).unwrap();
+        let out = Generator::new(&model)
+            .generate(&exp.ids, &cfg, |_| {})
+            .unwrap();
         assert_eq!(out.tokens, exp.greedy, "{case}");
     }
 }
@@ -95,7 +125,9 @@ fn kv_cache_decoding_equals_full_forward() {
                 break;
             }
             let end = (start + len).min(exp.ids.len());
-            let h = model.forward_hidden(&[exp.ids[start..end].to_vec()], None, &mut cache).unwrap();
+            let h = model
+                .forward_hidden(&[exp.ids[start..end].to_vec()], None, &mut cache)
+                .unwrap();
             got.extend(to_vec(model.project(h)));
             start = end;
         }
@@ -103,18 +135,29 @@ fn kv_cache_decoding_equals_full_forward() {
         let full = to_vec(model.logits(&exp.ids).unwrap());
         let diff = max_diff(&got, &full);
         assert!(diff < TOL, "{case}: cached vs full max diff {diff}");
-        assert!(max_diff(&got, &exp.logits) < TOL, "{case}: cached vs transformers");
+        assert!(
+            max_diff(&got, &exp.logits) < TOL,
+            "{case}: cached vs transformers"
+        );
         assert_eq!(got.len(), exp.ids.len() * vocab);
     }
 }
 
 #[test]
 fn batched_generation_equals_one_by_one() {
-    for case in ["gemma2_gqa_bf16", "gemma3_gqa_sharded_bf16", "gemma1_mha_f32"] {
+    for case in [
+        "gemma2_gqa_bf16",
+        "gemma3_gqa_sharded_bf16",
+        "gemma1_mha_f32",
+    ] {
         let model = load(case);
         let exp = expected(case);
         // Different lengths force left padding; lengths above and below the window of 8.
-        let prompts = vec![exp.ids.clone(), exp.ids[..13].to_vec(), exp.ids[3..9].to_vec()];
+        let prompts = vec![
+            exp.ids.clone(),
+            exp.ids[..13].to_vec(),
+            exp.ids[3..9].to_vec(),
+        ];
         let cfg = GenerationConfig::greedy(6).with_stop_at_eos(false);
         let generator = Generator::new(&model);
         let batched = generator.generate_batch(&prompts, &cfg, |_| {}).unwrap();
@@ -127,7 +170,7 @@ fn batched_generation_equals_one_by_one() {
         let short = exp.ids[..10].to_vec();
         let mut padded = vec![0u32; 14];
         padded.extend(&short);
-        let valid: Vec<bool> = (0..48).map(|i| i < 24 || i >= 38).collect();
+        let valid: Vec<bool> = (0..48).map(|i| !(24..38).contains(&i)).collect();
         let mut cache = KvCache::new(model.config().num_hidden_layers);
         let h = model
             .forward_hidden(&[exp.ids.clone(), padded], Some(&valid), &mut cache)
@@ -137,7 +180,10 @@ fn batched_generation_equals_one_by_one() {
         let row1 = &logits[(24 + 14) * v..48 * v];
         let alone = to_vec(model.logits(&short).unwrap());
         assert!(max_diff(row1, &alone) < TOL, "{case}: padded row differs");
-        assert!(max_diff(&logits[..24 * v], &exp.logits) < TOL, "{case}: row 0 differs");
+        assert!(
+            max_diff(&logits[..24 * v], &exp.logits) < TOL,
+            "{case}: row 0 differs"
+        );
     }
 }
 
@@ -147,8 +193,17 @@ fn both_config_json_styles_parse() {
     let v4 = load("gemma3_mqa_f16_v4config");
     let c = v4.config();
     use AttentionType::{Full, Sliding};
-    assert_eq!(c.layer_types, vec![Sliding, Sliding, Full, Sliding, Sliding]);
-    assert_eq!(c.rope_global, Rope { theta: 1e6, linear_factor: 2.0 });
+    assert_eq!(
+        c.layer_types,
+        vec![Sliding, Sliding, Full, Sliding, Sliding]
+    );
+    assert_eq!(
+        c.rope_global,
+        Rope {
+            theta: 1e6,
+            linear_factor: 2.0
+        }
+    );
     assert_eq!(c.rope_local, Rope::new(1e4));
     assert_eq!((c.num_key_value_heads, c.sliding_window), (1, Some(8)));
 
@@ -156,13 +211,23 @@ fn both_config_json_styles_parse() {
     let text = std::fs::read_to_string(dir("gemma3_mqa_f16_v4config").join("config.json")).unwrap();
     let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let obj = json.as_object_mut().unwrap();
-    for key in ["rope_theta", "rope_local_base_freq", "rope_scaling", "sliding_window_pattern"] {
+    for key in [
+        "rope_theta",
+        "rope_local_base_freq",
+        "rope_scaling",
+        "sliding_window_pattern",
+    ] {
         obj.remove(key);
     }
     obj.insert(
         "layer_types".into(),
-        serde_json::json!(["sliding_attention", "sliding_attention", "full_attention",
-            "sliding_attention", "sliding_attention"]),
+        serde_json::json!([
+            "sliding_attention",
+            "sliding_attention",
+            "full_attention",
+            "sliding_attention",
+            "sliding_attention"
+        ]),
     );
     obj.insert(
         "rope_parameters".into(),
@@ -176,7 +241,10 @@ fn both_config_json_styles_parse() {
 
     // The sharded fixture was written by transformers 5 itself.
     let c = load("gemma3_gqa_sharded_bf16").config().clone();
-    assert_eq!(c.layer_types, vec![Sliding, Full, Sliding, Sliding, Full, Sliding]);
+    assert_eq!(
+        c.layer_types,
+        vec![Sliding, Full, Sliding, Sliding, Full, Sliding]
+    );
     assert_eq!((c.rope_global.theta, c.rope_local.theta), (1e5, 1e3));
     assert_eq!(c.final_logit_softcapping, Some(4.0));
     assert_eq!(c.query_pre_attn_scalar, 32.0);
@@ -191,7 +259,12 @@ fn tokenizer_matches_python_tokenizers() {
     assert!(cases.len() >= 5);
     for c in cases {
         let text = c["text"].as_str().unwrap();
-        let ids: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let ids: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(tok.encode(text, true).unwrap(), ids, "{text}");
         assert_eq!(tok.decode(&ids).unwrap(), text, "round trip of {text}");
     }
