@@ -365,28 +365,16 @@ impl Gemma {
                 let w = source.read(&format!("{p}{name}.weight"), &[dim])?;
                 Ok(norm_from(w, eps, device))
             };
-            let q_norm = if qk {
-                Some(norm("self_attn.q_norm", hd)?)
-            } else {
-                None
-            };
-            let k_norm = if qk {
-                Some(norm("self_attn.k_norm", hd)?)
-            } else {
-                None
-            };
+            let q_norm = qk.then(|| norm("self_attn.q_norm", hd)).transpose()?;
+            let k_norm = qk.then(|| norm("self_attn.k_norm", hd)).transpose()?;
             let input_layernorm = norm("input_layernorm", h)?;
             let post_attention_layernorm = norm("post_attention_layernorm", h)?;
-            let pre_feedforward_layernorm = if sandwich {
-                Some(norm("pre_feedforward_layernorm", h)?)
-            } else {
-                None
-            };
-            let post_feedforward_layernorm = if sandwich {
-                Some(norm("post_feedforward_layernorm", h)?)
-            } else {
-                None
-            };
+            let pre_feedforward_layernorm = sandwich
+                .then(|| norm("pre_feedforward_layernorm", h))
+                .transpose()?;
+            let post_feedforward_layernorm = sandwich
+                .then(|| norm("post_feedforward_layernorm", h))
+                .transpose()?;
             layers.push(DecoderLayer {
                 self_attn: Attention {
                     q_proj: self_attn_q,
