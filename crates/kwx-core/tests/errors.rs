@@ -50,9 +50,26 @@ fn load(dir: &Path) -> Result<Gemma, Error> {
 }
 
 #[test]
-fn unedited_copy_loads() {
+fn unedited_copy_loads_and_computes_the_same_logits() {
+    // The control for every test below: the rewrite itself changes nothing, so their errors come
+    // from their edits.
     let tmp = edited(|_| {});
-    load(tmp.path()).unwrap();
+    let ids = [2, 17, 250, 3, 99];
+    let copy: Vec<f32> = load(tmp.path())
+        .unwrap()
+        .logits(&ids)
+        .unwrap()
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let orig: Vec<f32> = load(&fixture())
+        .unwrap()
+        .logits(&ids)
+        .unwrap()
+        .into_data()
+        .to_vec()
+        .unwrap();
+    assert_eq!(copy, orig);
 }
 
 #[test]
