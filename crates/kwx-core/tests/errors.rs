@@ -60,14 +60,14 @@ fn unedited_copy_loads_and_computes_the_same_logits() {
         .logits(&ids)
         .unwrap()
         .into_data()
-        .to_vec()
+        .try_to_vec::<f32>()
         .unwrap();
     let orig: Vec<f32> = load(&fixture())
         .unwrap()
         .logits(&ids)
         .unwrap()
         .into_data()
-        .to_vec()
+        .try_to_vec::<f32>()
         .unwrap();
     assert_eq!(copy, orig);
 }
