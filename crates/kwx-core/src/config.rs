@@ -117,6 +117,10 @@ pub struct GemmaConfig {
     /// Padding id.
     #[config(default = 0)]
     pub pad_token_id: u32,
+    /// Longest context the model was trained for (`max_position_embeddings`; GGUF
+    /// `{arch}.context_length`). Informational: kwx does not cut prompts at it.
+    #[config(default = 8192)]
+    pub max_position_embeddings: usize,
 }
 
 impl GemmaConfig {
@@ -139,6 +143,7 @@ impl GemmaConfig {
         )
         .with_sliding_window(Some(512))
         .with_eos_token_ids(vec![1, 106])
+        .with_max_position_embeddings(32_768)
     }
 
     /// Gemma 1 2B (`google/gemma-2b`).
@@ -344,6 +349,7 @@ pub struct HfConfig {
     pub bos_token_id: Option<u32>,
     eos_token_id: Option<OneOrMany>,
     pub pad_token_id: Option<u32>,
+    pub max_position_embeddings: Option<usize>,
     pub attention_bias: Option<bool>,
     pub use_bidirectional_attention: Option<bool>,
 }
@@ -491,6 +497,7 @@ impl HfConfig {
             bos_token_id: self.bos_token_id.unwrap_or(2),
             eos_token_ids,
             pad_token_id: self.pad_token_id.unwrap_or(0),
+            max_position_embeddings: self.max_position_embeddings.unwrap_or(8192),
         };
         config.validate().map_err(|e| match e {
             Error::Config { field, message, .. } => Error::Config {

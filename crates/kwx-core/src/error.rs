@@ -124,6 +124,36 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A GGUF file is malformed: bad magic, truncated, impossible sizes, invalid UTF-8.
+    #[error("{path}: not a valid GGUF file (at byte {offset}): {message}")]
+    GgufFormat {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset where the problem was found.
+        offset: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// A GGUF metadata key that kwx needs is missing or has the wrong type or value.
+    #[error("{path}: GGUF metadata `{key}`: {message}")]
+    GgufMetadata {
+        /// The file.
+        path: PathBuf,
+        /// The metadata key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A GGUF tensor cannot be decoded or written (unsupported type, size, data out of range).
+    #[error("{path}: GGUF tensor `{tensor}`: {message}")]
+    GgufTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor (GGUF name).
+        tensor: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Reading a tensor back from the device failed.
     #[error("reading a tensor from the device: {0}")]
     Device(String),

@@ -22,6 +22,8 @@
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod gguf;
+pub mod home;
 pub mod loader;
 pub mod model;
 pub mod tokenizer;
