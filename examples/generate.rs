@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example generate -- --model DIR --prompt "Paris is the capital of"
+//! cargo run --release --example generate -- --model ~/.cache/kwx/gemma-3-270m/gemma-3-270m-q4_k_m.gguf \
+//!     --prompt "Paris is the capital of"      # tokenizer from the GGUF itself
 //! cargo run --release --example generate -- --model DIR --chat --prompt "진통제란?" \
 //!     --temperature 0.7 --top-p 0.9 --seed 1 --max-new-tokens 64
 //! ```
@@ -19,9 +21,14 @@ use kwx::core::{ChatMessage, Gemma, GemmaTokenizer, GenerationConfig, Generator}
 #[derive(Parser, Debug)]
 #[command(about = "Generate text with a Gemma model")]
 struct Args {
-    /// Hugging Face model folder (config.json, safetensors, tokenizer.json).
+    /// Hugging Face model folder (config.json, safetensors, tokenizer.json) or a `.gguf` file
+    /// (llama.cpp, Ollama; quantized or not).
     #[arg(long)]
     model: PathBuf,
+    /// A `tokenizer.json` to use instead of the model's own (the folder's, or the GGUF's
+    /// embedded vocabulary).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
     /// The prompt.
     #[arg(long)]
     prompt: String,
@@ -55,9 +62,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = Device::default();
     let t0 = Instant::now();
-    let model = Gemma::from_pretrained(&args.model, &device)
+    let model = Gemma::load(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let tokenizer = GemmaTokenizer::from_dir(&args.model)?;
+    let tokenizer = GemmaTokenizer::for_model(&args.model, args.tokenizer.as_deref())?;
     eprintln!("loaded in {:.1}s", t0.elapsed().as_secs_f32());
 
     let prompt = if args.chat {

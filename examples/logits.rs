@@ -2,7 +2,7 @@
 //! test suite (a Python script can compare them with transformers).
 //!
 //! ```text
-//! cargo run --release --example logits -- --model DIR [--adapter DIR] --ids 2,17,250 [--greedy N]
+//! cargo run --release --example logits -- --model DIR|FILE.gguf [--adapter DIR] --ids 2,17,250 [--greedy N]
 //! ```
 //! Output, one JSON object on stdout:
 //! `{"logits": [[f32; vocab] for every position], "greedy": [N ids]}`, where `greedy` are N tokens
@@ -20,7 +20,7 @@ use kwx::core::{Gemma, GenerationConfig, Generator};
 #[derive(Parser, Debug)]
 #[command(about = "Print Gemma logits for token ids as JSON")]
 struct Args {
-    /// Hugging Face model folder (config.json + safetensors).
+    /// Hugging Face model folder (config.json + safetensors) or a `.gguf` file.
     #[arg(long)]
     model: PathBuf,
     /// PEFT LoRA adapter folder to apply.
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let device = Device::default();
-    let model = Gemma::from_pretrained(&args.model, &device)
+    let model = Gemma::load(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let vocab = model.config().vocab_size;
     let logits: Vec<f32> = model

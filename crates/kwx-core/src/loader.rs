@@ -28,6 +28,13 @@ pub trait WeightSource {
     fn shape(&self, name: &str) -> Option<Vec<usize>>;
     /// Reads `name`, checking its shape (Hugging Face order) against `expected`.
     fn read(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>>;
+    /// Reads the RMSNorm `name` as the scale `1 + w` the model holds. Sources that store the
+    /// scale itself (GGUF) override this to avoid rounding `w` on the way.
+    fn read_norm_scale(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let mut w = self.read(name, expected)?;
+        w.iter_mut().for_each(|v| *v += 1.0);
+        Ok(w)
+    }
     /// Names present in the source that were never read.
     fn unused(&self) -> Vec<String>;
     /// All names present.
@@ -362,7 +369,7 @@ impl Gemma {
             let up = lin("mlp.up_proj", inter, h)?;
             let down = lin("mlp.down_proj", h, inter)?;
             let mut norm = |name: &str, dim: usize| -> Result<RmsNorm> {
-                let w = source.read(&format!("{p}{name}.weight"), &[dim])?;
+                let w = source.read_norm_scale(&format!("{p}{name}.weight"), &[dim])?;
                 Ok(norm_from(w, eps, device))
             };
             let q_norm = qk.then(|| norm("self_attn.q_norm", hd)).transpose()?;
@@ -396,7 +403,7 @@ impl Gemma {
             });
         }
         let norm = norm_from(
-            source.read(&format!("{prefix}norm.weight"), &[h])?,
+            source.read_norm_scale(&format!("{prefix}norm.weight"), &[h])?,
             eps,
             device,
         );
@@ -434,6 +441,7 @@ impl Gemma {
     }
 }
 
+/// A norm from its scale `1 + w`.
 fn norm_from(w: Vec<f32>, eps: f64, device: &Device) -> RmsNorm {
     let dim = w.len();
     RmsNorm {

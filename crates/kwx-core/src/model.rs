@@ -15,22 +15,39 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use crate::config::{Activation, AttentionType, Family, GemmaConfig, Rope};
 use crate::error::{Error, Result};
 
-/// Gemma's RMSNorm: `x * rsqrt(mean(x²) + eps) * (1 + weight)`; the weight starts at zero.
+/// Gemma's RMSNorm: `x * rsqrt(mean(x²) + eps) * (1 + w)`.
+///
+/// The parameter holds the scale `1 + w` itself, computed once in f32 at load exactly as
+/// transformers computes it on every call, and stored the way llama.cpp's GGUF stores it, so
+/// both formats load and save without rounding. [`RmsNorm::hf_weight`] gives transformers' `w`.
 #[derive(Module, Debug)]
 pub struct RmsNorm {
-    /// Offset from one, `[dim]`.
+    /// The scale `1 + w`, `[dim]`.
     pub weight: Param<Tensor<1>>,
     /// Added to the mean square.
     pub eps: f64,
 }
 
 impl RmsNorm {
-    /// A norm of width `dim` with zero weight (the identity scale), as transformers initialises it.
+    /// A norm of width `dim` with `w = 0` (scale one), as transformers initialises it.
     pub fn new(dim: usize, eps: f64, device: &Device) -> Self {
         Self {
-            weight: Param::from_tensor(Tensor::zeros([dim], device)),
+            weight: Param::from_tensor(Tensor::ones([dim], device)),
             eps,
         }
+    }
+
+    /// A norm from transformers' weight `w` (the offset from one).
+    pub fn from_hf_weight(w: Tensor<1>, eps: f64) -> Self {
+        Self {
+            weight: Param::from_tensor(w + 1.0),
+            eps,
+        }
+    }
+
+    /// transformers' weight `w = scale - 1`.
+    pub fn hf_weight(&self) -> Tensor<1> {
+        self.weight.val() - 1.0
     }
 
     /// Normalises over the last dimension.
@@ -40,7 +57,7 @@ impl RmsNorm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let mean_sq = (x.clone() * x.clone()).mean_dim(D - 1);
         let normed = x * (mean_sq + self.eps).sqrt().recip();
-        normed * (self.weight.val() + 1.0).unsqueeze::<D>()
+        normed * self.weight.val().unsqueeze::<D>()
     }
 }
 

@@ -30,7 +30,7 @@ use memmap2::Mmap;
 use crate::error::{Error, Result};
 pub use quant::{GgmlType, QuantError};
 pub use tokenizer::{GgufVocab, tokenizer_from_gguf};
-pub use weights::{GgufSource, config_from_gguf};
+pub use weights::{GgufSource, config_from_gguf, is_gguf};
 pub use writer::{GgufWriter, WriteOptions, write_gemma};
 
 /// The four bytes every GGUF file starts with.

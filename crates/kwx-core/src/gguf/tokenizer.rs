@@ -64,13 +64,13 @@ const KEY_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
 
 /// llama.cpp's `llama_token_type` values as stored in `tokenizer.ggml.token_type`.
 mod token_type {
-    pub const UNDEFINED: i32 = 0;
-    pub const NORMAL: i32 = 1;
-    pub const UNKNOWN: i32 = 2;
-    pub const CONTROL: i32 = 3;
-    pub const USER_DEFINED: i32 = 4;
+    pub(super) const UNDEFINED: i32 = 0;
+    pub(super) const NORMAL: i32 = 1;
+    pub(super) const UNKNOWN: i32 = 2;
+    pub(super) const CONTROL: i32 = 3;
+    pub(super) const USER_DEFINED: i32 = 4;
     // 5 is UNUSED: kept in the vocabulary like a normal piece, as Hugging Face does.
-    pub const BYTE: i32 = 6;
+    pub(super) const BYTE: i32 = 6;
 }
 
 /// SentencePiece's word-boundary marker.
@@ -126,9 +126,13 @@ impl GgufVocab {
         let tokens = string_array(file, KEY_TOKENS, file.require(KEY_TOKENS)?)?;
         let scores = match file.get(KEY_SCORES) {
             None => None,
-            Some(v) => Some(array_elements(file, KEY_SCORES, v, "a number", |e| {
-                e.as_f32()
-            })?),
+            Some(v) => Some(array_elements(
+                file,
+                KEY_SCORES,
+                v,
+                ("a number", "numbers"),
+                |e| e.as_f32(),
+            )?),
         };
         let token_types = match file.get(KEY_TYPES) {
             None => None,
@@ -136,7 +140,7 @@ impl GgufVocab {
                 file,
                 KEY_TYPES,
                 v,
-                "a 32-bit integer",
+                ("a 32-bit integer", "32-bit integers"),
                 |e| e.as_i64().and_then(|x| i32::try_from(x).ok()),
             )?),
         };
@@ -513,20 +517,20 @@ fn describe(v: &MetadataValue) -> String {
     }
 }
 
+/// The elements of an array value; `what` is the element kind, singular and plural
+/// (`("a string", "strings")`).
 fn array_elements<T>(
     file: &GgufFile,
     key: &str,
     value: &MetadataValue,
-    expected: &str,
+    what: (&str, &str),
     convert: impl Fn(&MetadataValue) -> Option<T>,
 ) -> Result<Vec<T>> {
+    let (one, many) = what;
     let values = value.as_array().ok_or_else(|| {
         file.meta_error(
             key,
-            format!(
-                "expected an array of {expected}s, found {}",
-                describe(value)
-            ),
+            format!("expected an array of {many}, found {}", describe(value)),
         )
     })?;
     values
@@ -536,7 +540,7 @@ fn array_elements<T>(
             convert(e).ok_or_else(|| {
                 file.meta_error(
                     key,
-                    format!("element {i}: expected {expected}, found {}", describe(e)),
+                    format!("element {i}: expected {one}, found {}", describe(e)),
                 )
             })
         })
@@ -544,7 +548,7 @@ fn array_elements<T>(
 }
 
 fn string_array(file: &GgufFile, key: &str, value: &MetadataValue) -> Result<Vec<String>> {
-    array_elements(file, key, value, "a string", |e| {
+    array_elements(file, key, value, ("a string", "strings"), |e| {
         e.as_str().map(str::to_string)
     })
 }

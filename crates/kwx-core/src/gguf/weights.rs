@@ -313,17 +313,9 @@ impl<'a> GgufSource<'a> {
     }
 }
 
-impl WeightSource for GgufSource<'_> {
-    fn contains(&self, name: &str) -> bool {
-        self.map(name).is_some()
-    }
-
-    fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        let (g, _) = self.map(name)?;
-        self.file.tensor(&g).map(|t| t.shape())
-    }
-
-    fn read(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+impl GgufSource<'_> {
+    /// Dequantizes `name` as stored (norms as `1 + w`), checking its shape.
+    fn read_raw(&mut self, name: &str, expected: &[usize]) -> Result<(Vec<f32>, bool)> {
         let (g, norm) = gguf_name(self.family, name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
             hint: " (no llama.cpp name for it)".into(),
@@ -340,11 +332,37 @@ impl WeightSource for GgufSource<'_> {
                 got: shape,
             });
         }
-        let mut values = self.file.dequantize(&g)?;
-        if norm {
-            values.iter_mut().for_each(|v| *v -= 1.0);
-        }
+        let values = self.file.dequantize(&g)?;
         self.used.insert(g);
+        Ok((values, norm))
+    }
+}
+
+impl WeightSource for GgufSource<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.map(name).is_some()
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let (g, _) = self.map(name)?;
+        self.file.tensor(&g).map(|t| t.shape())
+    }
+
+    fn read(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let (values, norm) = self.read_raw(name, expected)?;
+        Ok(if norm {
+            values.into_iter().map(|v| v - 1.0).collect()
+        } else {
+            values
+        })
+    }
+
+    fn read_norm_scale(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let (values, norm) = self.read_raw(name, expected)?;
+        if !norm {
+            return Err(Error::InvalidInput(format!("`{name}` is not a norm weight")));
+        }
+        // GGUF stores exactly the scale the model holds.
         Ok(values)
     }
 
@@ -406,5 +424,49 @@ impl Gemma {
             });
         }
         Ok(model)
+    }
+}
+
+impl Gemma {
+    /// Loads a model from a Hugging Face folder or a `.gguf` file, whichever `path` is.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        if is_gguf(path) {
+            Self::from_gguf(path, device)
+        } else {
+            Self::from_pretrained(path, device)
+        }
+    }
+}
+
+/// Whether `path` is a GGUF file (by its magic; a folder is not).
+pub fn is_gguf(path: &Path) -> bool {
+    use std::io::Read;
+    if !path.is_file() {
+        return false;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == super::GGUF_MAGIC
+}
+
+impl crate::tokenizer::GemmaTokenizer {
+    /// The tokenizer stored in a GGUF's metadata.
+    pub fn from_gguf(path: impl AsRef<Path>) -> Result<Self> {
+        let file = GgufFile::open(path)?;
+        Ok(Self::from_tokenizer(super::tokenizer_from_gguf(&file)?))
+    }
+
+    /// The tokenizer for a model at `model` (folder or `.gguf`): `tokenizer` when given (a
+    /// `tokenizer.json`), else the folder's `tokenizer.json` or the GGUF's own vocabulary.
+    pub fn for_model(model: impl AsRef<Path>, tokenizer: Option<&Path>) -> Result<Self> {
+        let model = model.as_ref();
+        match tokenizer {
+            Some(file) => Self::from_file(file),
+            None if is_gguf(model) => Self::from_gguf(model),
+            None => Self::from_dir(model),
+        }
     }
 }

@@ -370,7 +370,7 @@ pub fn write_gemma(
     }
     vocab.write_metadata(&mut w);
 
-    // Tensors: llama.cpp names, GGUF dims (reversed PyTorch shape), norms as 1 + w.
+    // Tensors: llama.cpp names, GGUF dims (reversed PyTorch shape), norms as the scale 1 + w.
     let names = hf_names(config);
     for (hf, g, _norm) in &names {
         let shape = hf_shape(model, hf)?;
@@ -379,11 +379,9 @@ pub fn write_gemma(
         w.add_tensor(g.clone(), dims, ty).map_err(|e| with_path(e, path))?;
     }
     w.write(path, |i, g| {
-        let (hf, _, norm) = &names[i];
-        let mut values = hf_values(model, hf)?;
-        if *norm {
-            values.iter_mut().for_each(|v| *v += 1.0);
-        }
+        let (hf, _, _) = &names[i];
+        // Norms: the model holds the scale 1 + w, which is what GGUF stores.
+        let values = hf_values(model, hf)?;
         let ty = if hf_shape(model, hf)?.len() == 1 { GgmlType::F32 } else { options.weight_type };
         quant::quantize(ty, &values).map_err(|e| Error::GgufTensor {
             path: path.to_path_buf(),
@@ -467,7 +465,8 @@ fn hf_shape(model: &Gemma, hf: &str) -> Result<Vec<usize>> {
     })
 }
 
-/// A transformers-named weight of `model` as row-major f32 in PyTorch layout.
+/// A transformers-named weight of `model` as row-major f32 in PyTorch layout (norms as the
+/// scale `1 + w` the model holds).
 pub(crate) fn hf_values(model: &Gemma, hf: &str) -> Result<Vec<f32>> {
     fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         t.into_data()
