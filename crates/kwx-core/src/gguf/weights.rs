@@ -113,10 +113,14 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<GemmaConfig> {
     let sliding_window = opt_usize("attention.sliding_window")?;
     let (layer_types, rope_local) = match family {
         Family::Gemma1 => (vec![AttentionType::Full; layers], rope_global),
-        Family::Gemma2 => (gemma2_layer_types(layers), rope_global),
-        Family::Gemma3 => {
+        Family::Gemma2 | Family::Gemma3 => {
+            let default = if family == Family::Gemma2 {
+                gemma2_layer_types(layers)
+            } else {
+                gemma3_layer_types(layers, 6)
+            };
             let types = match file.get(&key("attention.sliding_window_pattern")) {
-                None => gemma3_layer_types(layers, 6),
+                None => default,
                 Some(MetadataValue::Array(_, flags)) => {
                     if flags.len() != layers {
                         return Err(file.meta_error(
@@ -139,8 +143,11 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<GemmaConfig> {
                 }
                 Some(_) => gemma3_layer_types(layers, file.require_usize(&key("attention.sliding_window_pattern"))?),
             };
-            let local = opt_f64("rope.freq_base_swa")?.unwrap_or(10_000.0);
-            (types, Rope::new(local))
+            let local = match family {
+                Family::Gemma3 => Rope::new(opt_f64("rope.freq_base_swa")?.unwrap_or(10_000.0)),
+                _ => rope_global,
+            };
+            (types, local)
         }
     };
     if family != Family::Gemma1 && sliding_window.is_none() {

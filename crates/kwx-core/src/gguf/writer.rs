@@ -214,6 +214,11 @@ pub struct WriteOptions {
     pub name: String,
     /// `{arch}.context_length`; `None` uses the config's `max_position_embeddings`.
     pub context_length: Option<usize>,
+    /// Refuse models llama.cpp would compute differently from kwx (the default). When false,
+    /// such models are written with kwx's extension keys (`{arch}.attention.query_pre_attn_scalar`,
+    /// a per-layer `sliding_window_pattern`, Gemma 3's final softcap), which kwx reads back
+    /// exactly and llama.cpp ignores.
+    pub llama_cpp_compatible: bool,
 }
 
 impl Default for WriteOptions {
@@ -222,6 +227,7 @@ impl Default for WriteOptions {
             weight_type: GgmlType::F32,
             name: "kwx export".into(),
             context_length: None,
+            llama_cpp_compatible: true,
         }
     }
 }
@@ -292,7 +298,9 @@ pub fn write_gemma(
         config.num_attention_heads,
         config.head_dim,
     );
-    if config.family != Family::Gemma1 && config.query_pre_attn_scalar != llama_scalar {
+    let strict = options.llama_cpp_compatible;
+    let scalar_differs = config.family != Family::Gemma1 && config.query_pre_attn_scalar != llama_scalar;
+    if strict && scalar_differs {
         return Err(refuse(
             &format!("{arch}.attention.key_length"),
             format!(
@@ -330,7 +338,20 @@ pub fn write_gemma(
         w.set(k("rope.scaling.type"), s("linear"));
         w.set(k("rope.scaling.factor"), f(config.rope_global.linear_factor));
     }
+    if scalar_differs {
+        w.set(k("attention.query_pre_attn_scalar"), f(config.query_pre_attn_scalar));
+    }
     let n = config.num_hidden_layers;
+    let layer_flags = || {
+        MetadataValue::Array(
+            ValueType::Bool,
+            config
+                .layer_types
+                .iter()
+                .map(|t| MetadataValue::Bool(*t == AttentionType::Sliding))
+                .collect(),
+        )
+    };
     match config.family {
         Family::Gemma1 => {
             if config.layer_types.iter().any(|t| *t != AttentionType::Full) {
@@ -339,32 +360,40 @@ pub fn write_gemma(
         }
         Family::Gemma2 => {
             if config.layer_types != gemma2_layer_types(n) {
-                return Err(refuse(
+                if !strict {
+                    w.set(k("attention.sliding_window_pattern"), layer_flags());
+                } else {
+                    return Err(refuse(
                     &k("attention.sliding_window"),
                     "llama.cpp's gemma2 alternates sliding and full layers; this model does not".into(),
-                ));
+                    ));
+                }
             }
             w.set(k("attention.sliding_window"), u(config.sliding_window.unwrap_or(4096)));
             w.set(k("attn_logit_softcapping"), f(config.attn_logit_softcapping.unwrap_or(0.0)));
             w.set(k("final_logit_softcapping"), f(config.final_logit_softcapping.unwrap_or(0.0)));
         }
         Family::Gemma3 => {
-            if config.final_logit_softcapping.is_some() {
-                return Err(refuse(
-                    &k("final_logit_softcapping"),
-                    "llama.cpp's gemma3 applies no final logit softcap".into(),
-                ));
+            if let Some(cap) = config.final_logit_softcapping {
+                if strict {
+                    return Err(refuse(
+                        &k("final_logit_softcapping"),
+                        "llama.cpp's gemma3 applies no final logit softcap".into(),
+                    ));
+                }
+                w.set(k("final_logit_softcapping"), f(cap));
             }
-            let pattern = (1..=n)
-                .find(|&p| gemma3_layer_types(n, p) == config.layer_types)
-                .ok_or_else(|| {
-                    refuse(
+            match (1..=n).find(|&p| gemma3_layer_types(n, p) == config.layer_types) {
+                Some(pattern) => w.set(k("attention.sliding_window_pattern"), u(pattern)),
+                None if !strict => w.set(k("attention.sliding_window_pattern"), layer_flags()),
+                None => {
+                    return Err(refuse(
                         &k("attention.sliding_window_pattern"),
                         "layer types do not follow a 'every N-th layer is global' pattern".into(),
-                    )
-                })?;
+                    ));
+                }
+            };
             w.set(k("attention.sliding_window"), u(config.sliding_window.unwrap_or(512)));
-            w.set(k("attention.sliding_window_pattern"), u(pattern));
             w.set(k("rope.freq_base_swa"), f(config.rope_local.theta));
         }
     }
