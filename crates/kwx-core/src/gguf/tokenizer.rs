@@ -1,10 +1,12 @@
 //! A `tokenizers::Tokenizer` built from a GGUF's `tokenizer.ggml.*` metadata alone, so that an
 //! Ollama blob or a llama.cpp file needs no `tokenizer.json` beside it.
 //!
-//! Only SentencePiece vocabularies (`tokenizer.ggml.model = "llama"`: Gemma 1/2/3, Llama 1/2,
-//! Mistral v0.1, …) are supported. The result reproduces what Hugging Face's converter
-//! (`GemmaConverter` / `SpmConverter` in `transformers/convert_slow_tokenizer.py`) writes into
-//! `tokenizer.json` for the same SentencePiece model, so that both tokenize identically:
+//! Only SentencePiece vocabularies (`tokenizer.ggml.model = "llama"`, what Gemma 1/2/3 GGUFs
+//! hold) are supported. The result reproduces what Hugging Face's converter (`GemmaConverter` /
+//! `SpmConverter` in `transformers/convert_slow_tokenizer.py`) writes into `tokenizer.json` for
+//! the same SentencePiece model, so that both tokenize identically (checked token for token,
+//! and on the whole serialized pipeline, against Gemma 3's `tokenizer.json` in
+//! `tests/gguf_tokenizer.rs`):
 //!
 //! * **Vocabulary**: the GGUF tokens by id. llama.cpp's converter writes user-defined pieces
 //!   with `▁` turned back into spaces (`"▁▁"` is stored as `"  "`); SentencePiece pieces never
