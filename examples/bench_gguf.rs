@@ -96,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             "peak_rss_mib_after_load": rss_after_load,
             "peak_rss_mib": peak_rss_mib(),
             "prompt_tokens": ids.len(),
+            "prompt_ids": ids,
             "new_tokens": args.new_tokens,
             "prefill_tok_s": ids.len() as f64 / p,
             "decode_tok_s": 1.0 / d,

@@ -29,6 +29,7 @@ pub mod model;
 pub mod tokenizer;
 
 pub use burn;
+pub use tokenizers;
 pub use config::{Activation, AttentionType, Family, GemmaConfig, HfConfig, Rope};
 pub use error::{Error, Result};
 pub use generate::{GenerationConfig, GenerationOutput, Generator, StopReason};
