@@ -305,3 +305,81 @@ fn parse_header_agrees_with_open() {
     assert_eq!(header.metadata.len(), file.metadata().len());
     assert!(header.data_offset as usize <= bytes.len());
 }
+
+#[test]
+fn model_metadata_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |meta: Vec<(&str, MetadataValue)>| {
+        let mut w = GgufWriter::new();
+        for (k, v) in meta {
+            w.set(k, v);
+        }
+        let path = dir.path().join("m.gguf");
+        w.write(&path, |_, _| Ok(vec![])).unwrap();
+        path
+    };
+    let s = |v: &str| MetadataValue::String(v.into());
+    let u = MetadataValue::U32;
+    // Another architecture.
+    let path = write(vec![("general.architecture", s("llama"))]);
+    match kwx_core::Gemma::from_gguf(&path, &burn::tensor::Device::default()).unwrap_err() {
+        Error::GgufMetadata { key, message, .. } => {
+            assert_eq!(key, "general.architecture");
+            assert!(message.contains("`llama`"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A missing and a mistyped key.
+    let base = vec![
+        ("general.architecture", s("gemma3")),
+        ("gemma3.block_count", u(2)),
+        ("gemma3.feed_forward_length", u(64)),
+        ("gemma3.attention.head_count", u(2)),
+        ("gemma3.attention.sliding_window", u(8)),
+        (
+            "tokenizer.ggml.tokens",
+            MetadataValue::Array(ValueType::String, (0..16).map(|i| s(&format!("t{i}"))).collect()),
+        ),
+    ];
+    let file = GgufFile::open(write(base.clone())).unwrap();
+    match kwx_core::gguf::config_from_gguf(&file).unwrap_err() {
+        Error::GgufMetadata { key, message, .. } => {
+            assert_eq!(key, "gemma3.embedding_length");
+            assert!(message.contains("missing"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut typed = base.clone();
+    typed.push(("gemma3.embedding_length", s("640")));
+    let file = GgufFile::open(write(typed)).unwrap();
+    let err = kwx_core::gguf::config_from_gguf(&file).unwrap_err();
+    assert!(err.to_string().contains("gemma3.embedding_length") && err.to_string().contains("unsigned integer"), "{err}");
+    // A per-layer pattern of the wrong length.
+    let mut pattern = base;
+    pattern.push(("gemma3.embedding_length", u(32)));
+    pattern.push((
+        "gemma3.attention.sliding_window_pattern",
+        MetadataValue::Array(ValueType::Bool, vec![MetadataValue::Bool(true)]),
+    ));
+    let file = GgufFile::open(write(pattern)).unwrap();
+    let err = kwx_core::gguf::config_from_gguf(&file).unwrap_err();
+    assert!(err.to_string().contains("1 entries for 2 layers"), "{err}");
+    // Tensors missing: named in llama.cpp's terms.
+    let mut full = vec![
+        ("general.architecture", s("gemma3")),
+        ("gemma3.block_count", u(1)),
+        ("gemma3.embedding_length", u(32)),
+        ("gemma3.feed_forward_length", u(64)),
+        ("gemma3.attention.head_count", u(2)),
+        ("gemma3.attention.sliding_window", u(8)),
+    ];
+    full.push((
+        "tokenizer.ggml.tokens",
+        MetadataValue::Array(ValueType::String, (0..16).map(|i| s(&format!("t{i}"))).collect()),
+    ));
+    let path = write(full);
+    match kwx_core::Gemma::from_gguf(&path, &burn::tensor::Device::default()).unwrap_err() {
+        Error::MissingTensor { name, .. } => assert!(name.contains("token_embd.weight"), "{name}"),
+        other => panic!("{other:?}"),
+    }
+}
