@@ -8,6 +8,11 @@
 //! One known difference is checked explicitly: Gemma 3's tokenizer.json has an extra added token
 //! `<image_soft_token>` at id 262144 (the vision tower's placeholder) that the GGUF's 262,144
 //! tokens do not hold.
+//!
+//! The inverse, `GgufVocab::from_hf_tokenizer` (the vocabulary the GGUF writer exports), is
+//! checked field by field against the real GGUF (its one documented difference, the scores of
+//! Gemma's single characters, asserted exactly), by round trips through `to_tokenizer` on the
+//! corpus for the real tokenizer and for the small trained fixture tokenizer, and for its errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests
 
 use std::path::PathBuf;
@@ -564,4 +569,486 @@ fn gguf_key_errors_name_the_key_and_index() {
     let err = tokenizer_from_gguf(&file).unwrap_err();
     assert!(err.to_string().starts_with("tiny.gguf: "), "{err}");
     assert_metadata_error::<()>(Err(err), "tokenizer.ggml.scores", "1 entries");
+}
+
+// ---- GgufVocab::from_hf_tokenizer: the vocabulary the GGUF writer exports ------------------
+
+/// Gemma 3's single-character pieces: the only ids whose score `from_hf_tokenizer` cannot
+/// reproduce from tokenizer.json (see its documentation). No tokenizer reads these scores.
+const GEMMA_CHAR_IDS: std::ops::RangeInclusive<u32> = 236_743..=255_967;
+/// How much higher `from_hf_tokenizer` scores them than the published GGUF.
+const GEMMA_CHAR_SCORE_GAP: f32 = 31.0;
+
+/// The first index where two slices differ, with both values.
+fn first_difference<T: PartialEq + std::fmt::Debug>(a: &[T], b: &[T]) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!("lengths {} and {}", a.len(), b.len()));
+    }
+    let i = (0..a.len()).find(|&i| a[i] != b[i])?;
+    Some(format!("index {i}: {:?} vs {:?}", a[i], b[i]))
+}
+
+#[test]
+fn from_hf_tokenizer_reproduces_the_real_gguf_vocabulary() {
+    let (_, reference) = tokenizers();
+    let start = Instant::now();
+    let ours = GgufVocab::from_hf_tokenizer(reference, GGUF_VOCAB as usize).unwrap();
+    eprintln!(
+        "from_hf_tokenizer on Gemma 3's tokenizer.json: {:.2?}",
+        start.elapsed()
+    );
+    let file = GgufFile::open(model_file("gemma-3-270m-q4_k_m.gguf")).unwrap();
+    let theirs = GgufVocab::from_gguf(&file).unwrap();
+
+    assert_eq!(ours.model, theirs.model);
+    assert_eq!(theirs.pre.as_deref(), Some("default"));
+    assert_eq!(ours.pre, theirs.pre);
+    assert_eq!(ours.merges, None);
+    assert_eq!(ours.merges, theirs.merges);
+    assert_eq!(
+        (ours.bos_id, ours.eos_id, ours.unk_id, ours.pad_id),
+        (theirs.bos_id, theirs.eos_id, theirs.unk_id, theirs.pad_id)
+    );
+    assert_eq!(
+        (ours.bos_id, ours.eos_id, ours.unk_id, ours.pad_id),
+        (Some(2), Some(1), Some(3), Some(0))
+    );
+    assert_eq!(
+        (ours.add_bos, ours.add_eos, ours.add_space_prefix),
+        (theirs.add_bos, theirs.add_eos, theirs.add_space_prefix)
+    );
+    assert!(ours.add_bos && !ours.add_eos && !ours.add_space_prefix);
+
+    // Tokens, with the converter's spaces in user-defined pieces; <image_soft_token> left out.
+    assert_eq!(ours.tokens.len(), GGUF_VOCAB as usize);
+    assert_eq!(
+        first_difference(&ours.tokens, &theirs.tokens),
+        None,
+        "tokens"
+    );
+    assert_eq!(ours.tokens[138], "  ");
+    let types = ours.token_types.as_deref().unwrap();
+    assert_eq!(
+        first_difference(types, theirs.token_types.as_deref().unwrap()),
+        None,
+        "token types"
+    );
+    // The real file's typing: <unk> and the <unusedN> placeholders are control pieces, the
+    // image delimiters user-defined.
+    assert_eq!(
+        (types[3], types[6], types[255_999], types[256_000]),
+        (3, 3, 4, 4)
+    );
+
+    // Scores: bit for bit (-0.0 for the first learned piece included) except the characters.
+    let (s_ours, s_theirs) = (ours.scores.unwrap(), theirs.scores.unwrap());
+    assert_eq!(s_ours.len(), s_theirs.len());
+    assert_eq!(s_ours[494].to_bits(), (-0.0f32).to_bits());
+    let differing: Vec<u32> = (0..GGUF_VOCAB)
+        .filter(|&id| s_ours[id as usize].to_bits() != s_theirs[id as usize].to_bits())
+        .collect();
+    let expected: Vec<u32> = GEMMA_CHAR_IDS.collect();
+    assert_eq!(
+        differing.len(),
+        expected.len(),
+        "ids with a different score: first ones {:?}",
+        &differing[..differing.len().min(10)]
+    );
+    assert_eq!(differing, expected);
+    for id in GEMMA_CHAR_IDS {
+        let (a, b) = (s_ours[id as usize], s_theirs[id as usize]);
+        assert_eq!(a - b, GEMMA_CHAR_SCORE_GAP, "id {id}: ours {a}, gguf {b}");
+        assert_eq!(ours.tokens[id as usize].chars().count(), 1, "id {id}");
+    }
+}
+
+/// Encodes every corpus line (and blocks of lines) with both tokenizers; returns the number of
+/// ids compared, panicking on the first mismatches.
+fn assert_same_encodings(ours: &Tokenizer, reference: &Tokenizer, blocks: bool) -> usize {
+    let lines = corpus();
+    assert!(lines.len() >= MIN_CORPUS_LINES);
+    let mut samples = lines.clone();
+    if blocks {
+        samples.extend(lines.chunks(25).map(|block| block.join("\n")));
+    }
+    let mut mismatches = Vec::new();
+    let mut ids_compared = 0;
+    for (n, text) in samples.iter().enumerate() {
+        for add_special in [true, false] {
+            let a = ours.encode(text.as_str(), add_special).unwrap();
+            let b = reference.encode(text.as_str(), add_special).unwrap();
+            ids_compared += b.get_ids().len();
+            if a.get_ids() != b.get_ids() {
+                mismatches.push(format!(
+                    "sample {n} (add_special_tokens={add_special}) {text:?}:\n  ours: {:?}\n  json: {:?}",
+                    a.get_tokens(),
+                    b.get_tokens()
+                ));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, first ones:\n{}",
+        mismatches.len(),
+        mismatches[..mismatches.len().min(10)].join("\n")
+    );
+    ids_compared
+}
+
+/// The order-relevant property on the real model: the exported vocabulary rebuilds a tokenizer
+/// with tokenizer.json's merges, in order, that encodes the corpus identically.
+#[test]
+fn from_hf_tokenizer_round_trips_the_real_tokenizer() {
+    let (_, reference) = tokenizers();
+    let vocab = GgufVocab::from_hf_tokenizer(reference, GGUF_VOCAB as usize).unwrap();
+    let rebuilt = vocab.to_tokenizer().unwrap();
+    let merges = |t: &Tokenizer| serde_json::to_value(t.get_model()).unwrap()["merges"].take();
+    let (ours, theirs) = (merges(&rebuilt), merges(reference));
+    assert_eq!(ours.as_array().unwrap().len(), 514_906);
+    assert!(ours == theirs, "the merges differ from tokenizer.json's");
+    let n = assert_same_encodings(&rebuilt, reference, true);
+    eprintln!("{n} ids compared");
+}
+
+fn fixture_tokenizer_json() -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gemma/gemma3_gqa_sharded_bf16/tokenizer.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn tokenizer_from_json(json: &serde_json::Value) -> Tokenizer {
+    json.to_string().parse().unwrap()
+}
+
+/// The small fixture tokenizer: BPE trained by Hugging Face's BpeTrainer (no SentencePiece
+/// scores), byte fallback, `Replace(" ", "▁")`, 512 ids.
+#[test]
+fn from_hf_tokenizer_on_a_trained_bpe() {
+    let reference = tokenizer_from_json(&fixture_tokenizer_json());
+    let vocab = GgufVocab::from_hf_tokenizer(&reference, 512).unwrap();
+    assert_eq!(
+        (vocab.model.as_str(), vocab.pre.as_deref()),
+        ("llama", Some("default"))
+    );
+    assert_eq!(vocab.tokens.len(), 512);
+    assert_eq!(
+        (vocab.bos_id, vocab.eos_id, vocab.unk_id, vocab.pad_id),
+        (Some(2), Some(1), Some(3), Some(0))
+    );
+    assert!(vocab.add_bos && !vocab.add_eos && !vocab.add_space_prefix);
+    let types = vocab.token_types.as_deref().unwrap();
+    let scores = vocab.scores.as_deref().unwrap();
+    for id in 0..512usize {
+        let token = &vocab.tokens[id];
+        assert_eq!(
+            reference.id_to_token(id as u32).as_deref(),
+            Some(token.as_str())
+        );
+        let (ty, score) = (types[id], scores[id]);
+        if id < 6 {
+            // <pad> <eos> <bos> <unk> <start_of_turn> <end_of_turn>: special added tokens,
+            // control pieces (as llama.cpp's converter makes every special added token).
+            assert_eq!((ty, score), (3, -1000.0), "{token}");
+        } else if id >= 256 {
+            assert_eq!(token, &format!("<0x{:02X}>", id - 256));
+            assert_eq!((ty, score), (6, 0.0), "{token}");
+        } else {
+            assert_eq!(ty, 1, "{token}");
+        }
+    }
+    // Learned pieces are scored in merge order (ahead of the characters no merge produces).
+    let model = serde_json::to_value(reference.get_model()).unwrap();
+    let merged: Vec<usize> = model["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let piece = format!("{}{}", m[0].as_str().unwrap(), m[1].as_str().unwrap());
+            reference.token_to_id(&piece).unwrap() as usize
+        })
+        .collect();
+    assert_eq!(merged.len(), 159);
+    for pair in merged.windows(2) {
+        assert!(scores[pair[0]] > scores[pair[1]], "{pair:?}");
+    }
+    assert_eq!(scores[merged[0]].to_bits(), (-0.0f32).to_bits());
+    let lowest_learned = scores[*merged.last().unwrap()];
+    for (id, (token, &score)) in vocab
+        .tokens
+        .iter()
+        .zip(scores)
+        .enumerate()
+        .take(256)
+        .skip(6)
+    {
+        if !merged.contains(&id) {
+            assert_eq!(token.chars().count(), 1, "id {id}");
+            assert!(score < lowest_learned, "id {id}");
+        }
+    }
+
+    let rebuilt = vocab.to_tokenizer().unwrap();
+    let n = assert_same_encodings(&rebuilt, &reference, true);
+    let n_merges = |t: &Tokenizer| {
+        serde_json::to_value(t.get_model()).unwrap()["merges"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    eprintln!(
+        "{n} ids compared; {} merges derived from the scores, {} in tokenizer.json",
+        n_merges(&rebuilt),
+        n_merges(&reference)
+    );
+    // The comparison has teeth: with the learned pieces ranked backwards, encodings change.
+    let mut backwards = vocab.clone();
+    let s = backwards.scores.as_mut().unwrap();
+    for &id in &merged {
+        s[id] = -1000.0 - s[id];
+    }
+    let backwards = backwards.to_tokenizer().unwrap();
+    let changed = corpus()
+        .iter()
+        .filter(|line| {
+            backwards.encode(line.as_str(), false).unwrap().get_ids()
+                != reference.encode(line.as_str(), false).unwrap().get_ids()
+        })
+        .count();
+    eprintln!("{changed} corpus lines encode differently with the merge order reversed");
+    assert!(changed > 100, "{changed}");
+
+    // Ids at and above vocab_size are left out.
+    let small = GgufVocab::from_hf_tokenizer(&reference, 300).unwrap();
+    assert_eq!(small.tokens.len(), 300);
+    assert_eq!(small.tokens[..], vocab.tokens[..300]);
+    let small = GgufVocab::from_hf_tokenizer(&reference, 2).unwrap();
+    assert_eq!(
+        (small.bos_id, small.eos_id, small.unk_id, small.pad_id),
+        (None, Some(1), None, Some(0))
+    );
+    assert!(!small.add_bos);
+}
+
+#[test]
+fn from_hf_tokenizer_reads_the_flags_from_the_pipeline() {
+    let replace =
+        serde_json::json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"});
+    let prepend = serde_json::json!({"type": "Prepend", "prepend": "▁"});
+    let template = |single: serde_json::Value| {
+        serde_json::json!({
+            "type": "TemplateProcessing",
+            "single": single,
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {
+                "<bos>": {"id": "<bos>", "ids": [2], "tokens": ["<bos>"]},
+                "<eos>": {"id": "<eos>", "ids": [1], "tokens": ["<eos>"]},
+            },
+        })
+    };
+
+    // SentencePiece's dummy prefix in the normalizer; <bos> … <eos>.
+    let mut json = fixture_tokenizer_json();
+    json["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": [prepend, replace]});
+    json["post_processor"] = template(serde_json::json!([
+        {"SpecialToken": {"id": "<bos>", "type_id": 0}},
+        {"Sequence": {"id": "A", "type_id": 0}},
+        {"SpecialToken": {"id": "<eos>", "type_id": 0}},
+    ]));
+    let reference = tokenizer_from_json(&json);
+    let v = GgufVocab::from_hf_tokenizer(&reference, 512).unwrap();
+    assert!(v.add_bos && v.add_eos && v.add_space_prefix);
+    assert_eq!((v.bos_id, v.eos_id), (Some(2), Some(1)));
+    let rebuilt = v.to_tokenizer().unwrap();
+    let enc = rebuilt.encode("Paris is a city", true).unwrap();
+    assert_eq!(
+        enc.get_ids(),
+        reference.encode("Paris is a city", true).unwrap().get_ids()
+    );
+    assert_eq!(enc.get_tokens().first().map(String::as_str), Some("<bos>"));
+    assert_eq!(enc.get_tokens().last().map(String::as_str), Some("<eos>"));
+
+    // A Metaspace pre-tokenizer instead of the normalizer; only <eos> appended.
+    let mut json = fixture_tokenizer_json();
+    json["normalizer"] = serde_json::Value::Null;
+    json["pre_tokenizer"] = serde_json::json!({
+        "type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": false,
+    });
+    json["post_processor"] = template(serde_json::json!([
+        {"Sequence": {"id": "A", "type_id": 0}},
+        {"SpecialToken": {"id": "<eos>", "type_id": 0}},
+    ]));
+    let v = GgufVocab::from_hf_tokenizer(&tokenizer_from_json(&json), 512).unwrap();
+    assert!(!v.add_bos && v.add_eos && v.add_space_prefix);
+    // No post-processor: the conventional names still give the ids.
+    json["post_processor"] = serde_json::Value::Null;
+    json["pre_tokenizer"]["prepend_scheme"] = "never".into();
+    let v = GgufVocab::from_hf_tokenizer(&tokenizer_from_json(&json), 512).unwrap();
+    assert!(!v.add_bos && !v.add_eos && !v.add_space_prefix);
+    assert_eq!(
+        (v.bos_id, v.eos_id, v.unk_id, v.pad_id),
+        (Some(2), Some(1), Some(3), Some(0))
+    );
+
+    // A user-defined added token is stored with spaces; an unknown token not added is type 2.
+    let mut json = fixture_tokenizer_json();
+    let added = json["added_tokens"].as_array_mut().unwrap();
+    added.retain(|t| t["content"] != "<unk>");
+    let piece = "and▁is▁the▁";
+    let id = json["model"]["vocab"][piece].as_u64().unwrap();
+    json["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": id, "content": piece, "single_word": false, "lstrip": false, "rstrip": false,
+            "normalized": false, "special": false,
+        }));
+    let v = GgufVocab::from_hf_tokenizer(&tokenizer_from_json(&json), 512).unwrap();
+    let types = v.token_types.as_deref().unwrap();
+    assert_eq!(v.tokens[id as usize], "and is the ");
+    assert_eq!(
+        (types[id as usize], v.scores.as_ref().unwrap()[id as usize]),
+        (4, -1000.0)
+    );
+    assert_eq!(
+        (types[3], v.scores.as_ref().unwrap()[3], v.unk_id),
+        (2, 0.0, Some(3))
+    );
+}
+
+/// Through the writer: what `write_metadata` stores reads back as the same vocabulary.
+#[test]
+fn from_hf_tokenizer_vocabulary_survives_the_writer() {
+    let reference = tokenizer_from_json(&fixture_tokenizer_json());
+    let vocab = GgufVocab::from_hf_tokenizer(&reference, 512).unwrap();
+    let mut w = kwx_core::gguf::GgufWriter::new();
+    vocab.write_metadata(&mut w);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vocab.gguf");
+    w.write(&path, |_, name| panic!("no tensors, asked for {name}"))
+        .unwrap();
+    let back = GgufVocab::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+    assert_eq!(back.model, vocab.model);
+    assert_eq!(back.pre, vocab.pre);
+    assert_eq!(back.tokens, vocab.tokens);
+    assert_eq!(back.token_types, vocab.token_types);
+    let bits = |s: &Option<Vec<f32>>| {
+        s.as_ref()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bits(&back.scores), bits(&vocab.scores));
+    assert_eq!(back.merges, vocab.merges);
+    assert_eq!(
+        (back.bos_id, back.eos_id, back.unk_id, back.pad_id),
+        (vocab.bos_id, vocab.eos_id, vocab.unk_id, vocab.pad_id)
+    );
+    assert_eq!(
+        (back.add_bos, back.add_eos, back.add_space_prefix),
+        (vocab.add_bos, vocab.add_eos, vocab.add_space_prefix)
+    );
+}
+
+/// Asserts an `Error::Tokenizer` without a path whose message says every needle.
+fn assert_tokenizer_error<T: std::fmt::Debug>(result: kwx_core::Result<T>, needles: &[&str]) {
+    match result {
+        Err(Error::Tokenizer {
+            path: None,
+            message,
+        }) => {
+            for needle in needles {
+                assert!(
+                    message.contains(needle),
+                    "message does not say `{needle}`: {message}"
+                );
+            }
+        }
+        other => panic!("expected an Error::Tokenizer without a path, got {other:?}"),
+    }
+}
+
+#[test]
+fn from_hf_tokenizer_errors() {
+    // Not BPE: the supported model is named.
+    let mut json = fixture_tokenizer_json();
+    json["model"] = serde_json::json!({
+        "type": "Unigram", "unk_id": 0, "byte_fallback": false,
+        "vocab": [["<unk>", 0.0], ["▁", -1.0], ["a", -2.0]],
+    });
+    json["added_tokens"] = serde_json::json!([]);
+    json["post_processor"] = serde_json::Value::Null;
+    assert_tokenizer_error(
+        GgufVocab::from_hf_tokenizer(&tokenizer_from_json(&json), 3),
+        &["Unigram", "BPE"],
+    );
+    let mut json = fixture_tokenizer_json();
+    json["model"] = serde_json::json!({
+        "type": "WordLevel", "unk_token": "<unk>", "vocab": {"<unk>": 0, "a": 1},
+    });
+    json["added_tokens"] = serde_json::json!([]);
+    json["post_processor"] = serde_json::Value::Null;
+    assert_tokenizer_error(
+        GgufVocab::from_hf_tokenizer(&tokenizer_from_json(&json), 2),
+        &["WordLevel", "BPE"],
+    );
+
+    // Byte-level (GPT-2 style) BPE.
+    let mut json = fixture_tokenizer_json();
+    json["normalizer"] = serde_json::Value::Null;
+    json["pre_tokenizer"] = serde_json::json!({
+        "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true,
+    });
+    json["decoder"] = serde_json::json!({
+        "type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true,
+    });
+    assert_tokenizer_error(
+        GgufVocab::from_hf_tokenizer(&tokenizer_from_json(&json), 512),
+        &["byte-level", "GPT-2", "not SentencePiece-like", "gpt2"],
+    );
+
+    // BPE that keeps spaces as they are.
+    let mut json = fixture_tokenizer_json();
+    json["normalizer"] = serde_json::Value::Null;
+    assert_tokenizer_error(
+        GgufVocab::from_hf_tokenizer(&tokenizer_from_json(&json), 512),
+        &["not SentencePiece-like", "▁"],
+    );
+
+    // More embedding rows than the tokenizer has ids.
+    let reference = tokenizer_from_json(&fixture_tokenizer_json());
+    assert_metadata_error(
+        GgufVocab::from_hf_tokenizer(&reference, 600),
+        "tokenizer.ggml.tokens",
+        "id 512 has no token: the model has 600 embedding rows but the tokenizer ends at id 511",
+    );
+    match GgufVocab::from_hf_tokenizer(&reference, 600) {
+        Err(Error::GgufMetadata { path, .. }) => assert_eq!(path, PathBuf::from("<memory>")),
+        other => panic!("{other:?}"),
+    }
+    // A gap inside the ids: a byte piece missing from the model's vocabulary.
+    let mut json = fixture_tokenizer_json();
+    let vocab = json["model"]["vocab"].as_object_mut().unwrap();
+    assert_eq!(vocab.remove("<0x41>").and_then(|id| id.as_u64()), Some(321));
+    let gappy = tokenizer_from_json(&json);
+    assert_metadata_error(
+        GgufVocab::from_hf_tokenizer(&gappy, 512),
+        "tokenizer.ggml.tokens",
+        "id 321 has no token: the model has 512 embedding rows but the tokenizer has a gap \
+         (its ids go up to 511)",
+    );
+    // … which is fine when those ids are left out.
+    assert_eq!(
+        GgufVocab::from_hf_tokenizer(&gappy, 321)
+            .unwrap()
+            .tokens
+            .len(),
+        321
+    );
+    assert_metadata_error(
+        GgufVocab::from_hf_tokenizer(&reference, 0),
+        "tokenizer.ggml.tokens",
+        "vocab_size 0",
+    );
 }

@@ -188,7 +188,9 @@ impl MetadataValue {
     /// A float (or integer) value as `f64`.
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
-            Self::F32(v) => Some(v.into()),
+            // GGUF writers store decimals such as 1e-6 as f32: read them back as the shortest
+            // decimal that rounds to the stored f32, so a config round-trips exactly.
+            Self::F32(v) => Some(v.to_string().parse().unwrap_or(v.into())),
             Self::F64(v) => Some(v),
             _ => self.as_i64().map(|v| v as f64),
         }

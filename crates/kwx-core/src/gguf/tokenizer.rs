@@ -30,6 +30,11 @@
 //!   (when `add_eos_token`), pairs as transformers' `update_post_processor` builds them.
 //! * **Decoder** `Replace("▁", " ")`, `ByteFallback`, `Fuse` (and `Strip(" ", 1, 0)` with the
 //!   dummy prefix).
+//!
+//! The inverse, [`GgufVocab::from_hf_tokenizer`], derives from a SentencePiece-style
+//! `tokenizer.json` the vocabulary llama.cpp's converter would write (for the GGUF writer):
+//! token types and the `-1000` scores of added tokens as `convert_hf_to_gguf.py` sets them, and
+//! the scores of normal pieces from the rank of the merges that produce them.
 
 use std::path::Path;
 
@@ -39,13 +44,14 @@ use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::strip::Strip;
+use tokenizers::models::ModelWrapper;
 use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::normalizers::{
     NormalizerWrapper, Prepend, Replace, Sequence as NormalizerSequence,
 };
 use tokenizers::pre_tokenizers::split::Split;
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::{AddedToken, Model, SplitDelimiterBehavior, Tokenizer};
 
 use super::{GgufFile, MetadataValue};
 use crate::error::{Error, Result};
@@ -455,6 +461,375 @@ impl GgufVocab {
 /// Builds the tokenizer stored in `file`'s metadata.
 pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
     GgufVocab::from_gguf(file)?.build(file.path())
+}
+
+// ---- the inverse: a GGUF vocabulary from a Hugging Face tokenizer.json ---------------------
+
+/// The value of `tokenizer.ggml.pre` that llama.cpp's converter writes for SentencePiece
+/// vocabularies (`_set_vocab_sentencepiece`).
+const SPM_PRE: &str = "default";
+/// The score llama.cpp's converter gives the pieces it takes from `added_tokens_decoder`.
+const ADDED_TOKEN_SCORE: f32 = -1000.0;
+
+impl GgufVocab {
+    /// The GGUF vocabulary llama.cpp's converter would write for a SentencePiece-style BPE
+    /// `tokenizer.json` (Gemma's: Metaspace/Replace normalizer, byte fallback), for a model with
+    /// `vocab_size` embedding rows. Ids ≥ vocab_size (tokenizer.json's extra added tokens such as
+    /// Gemma 3's <image_soft_token>) are left out; an id < vocab_size with no token is an error.
+    ///
+    /// llama.cpp's `convert_hf_to_gguf.py` (`_create_vocab_sentencepiece`) reads the
+    /// SentencePiece model, then overrides every entry of tokenizer_config.json's
+    /// `added_tokens_decoder`. Only tokenizer.json is at hand here, so:
+    ///
+    /// * **Added tokens** (tokenizer.json's `added_tokens`, which is what
+    ///   `added_tokens_decoder` holds) become control pieces (type 3) when `special` or when
+    ///   they look special to the converter (`does_token_look_special`: `<pad>`, `<mask>`,
+    ///   `<2mass>`, `[@BOS@]`, `<|…|>`, `<｜…｜>`, `<unused…>`), else user-defined pieces
+    ///   (type 4) spelled with `▁` turned into spaces, as the converter writes them. Their score
+    ///   is -1000. One exception reproduces Gemma 3's published GGUFs: Gemma's media delimiters
+    ///   (`<start_of_…>` / `<end_of_…>` other than the turn markers, i.e. `<start_of_image>` and
+    ///   `<end_of_image>`) are user-defined although tokenizer.json marks them special — the
+    ///   tokenizer_config.json the converter reads does not. [`GgufVocab::to_tokenizer`] maps
+    ///   them back to special tokens.
+    /// * **Byte pieces** `<0x00>` … `<0xFF>` (with byte fallback): type 6, score 0, as
+    ///   SentencePiece stores them. The model's unknown token, when it is not an added token:
+    ///   type 2, score 0 (an added `<unk>`, Gemma's case, is a control piece like the converter
+    ///   makes it).
+    /// * **Normal pieces** (type 1): SentencePiece's BPE trainer scores the pieces it learns
+    ///   `-(order learned)` and the characters it must keep after them, continuing the count,
+    ///   and Hugging Face's merges are ranked by those scores. So the normal pieces are ordered
+    ///   by the rank of the first merge in tokenizer.json that produces them (pieces no merge
+    ///   produces, i.e. single characters, after all others), ties by id, and the n-th gets
+    ///   the score `-n`. For a tokenizer trained by Hugging Face's `BpeTrainer` this ranks the
+    ///   learned pieces in merge order as well.
+    ///
+    ///   For Gemma 3 this reproduces all 236,249 learned pieces' scores (ids 494 to 236,742,
+    ///   `-(id - 494)`), bit for bit. The 19,225 single characters (ids 236,743 to 255,967)
+    ///   come out 31 higher than in the published GGUF (`-(id - 494)` instead of
+    ///   `-(id - 463)`): the scores of Gemma's SentencePiece model skip 31 values between the
+    ///   last learned piece (-236,248) and the first character (-236,280), a gap that no
+    ///   tokenizer.json field records. No tokenizer reads those scores: a single character is
+    ///   never the concatenation of two pieces, so it is never a merge's result, neither in
+    ///   SentencePiece/llama.cpp nor in the merges [`GgufVocab::to_tokenizer`] derives, which
+    ///   are tokenizer.json's, in order.
+    ///
+    ///   A GGUF `llama` vocabulary has no merges list: llama.cpp (and
+    ///   [`GgufVocab::to_tokenizer`]) merge any two adjacent pieces whose concatenation is a
+    ///   piece, best score first, whereas a trained BPE applies only its listed merges. For
+    ///   SentencePiece-derived merges (Gemma's) the two agree; for a `BpeTrainer` vocabulary a
+    ///   piece with a second split gives extra merges (the 512-id test fixture gets 161 for its
+    ///   159: `is▁` = `is` + `▁` besides the trained `i` + `s▁`, and `ce▁`), which change an
+    ///   encoding only where the trained merges leave both halves unmerged next to each other
+    ///   (not the case there: its corpus encodes identically).
+    /// * **Special ids**: BOS is the special token the post-processor (`TemplateProcessing`)
+    ///   puts first, else `<bos>` or `<s>`; EOS the one it puts last, else `<eos>` or `</s>`;
+    ///   UNK the BPE model's `unk_token`, else `<unk>`; PAD the padding token when padding is
+    ///   configured, else `<pad>`. Ids ≥ `vocab_size` are left out.
+    /// * **Flags**: `add_bos` / `add_eos` when the post-processor's single-sequence template
+    ///   starts / ends with a special token; `add_space_prefix` when the normalizer prepends `▁`
+    ///   or a `Metaspace` pre-tokenizer prepends it (`prepend_scheme` `always` or `first`).
+    /// * `model` is `"llama"`, `pre` is `"default"` (what the converter writes for
+    ///   SentencePiece), `merges` is absent.
+    ///
+    /// Errors (`Error::Tokenizer` without a path) for a model other than BPE (WordPiece,
+    /// WordLevel, Unigram), for a byte-level (GPT-2 style) BPE, and for a BPE that does not
+    /// spell spaces as `▁` (no `Replace(" ", "▁")` normalizer, no `Metaspace` pre-tokenizer) or
+    /// uses a continuing-subword prefix or end-of-word suffix; `Error::GgufMetadata` (path
+    /// `<memory>`, key `tokenizer.ggml.tokens`) for a zero `vocab_size` or an id below it
+    /// without a token.
+    pub fn from_hf_tokenizer(tokenizer: &Tokenizer, vocab_size: usize) -> Result<Self> {
+        let tok_err = |message: String| Error::Tokenizer {
+            path: None,
+            message,
+        };
+        let meta_err = |key: &str, message: String| Error::GgufMetadata {
+            path: MEMORY_PATH.into(),
+            key: key.to_string(),
+            message,
+        };
+
+        let bpe = match tokenizer.get_model() {
+            ModelWrapper::BPE(bpe) => bpe,
+            other => {
+                let kind = match other {
+                    ModelWrapper::WordPiece(_) => "WordPiece",
+                    ModelWrapper::WordLevel(_) => "WordLevel",
+                    ModelWrapper::Unigram(_) => "Unigram",
+                    ModelWrapper::BPE(_) => "BPE",
+                };
+                return Err(tok_err(format!(
+                    "the tokenizer's model is {kind}; a GGUF vocabulary can only be derived \
+                     from a BPE model in the SentencePiece style (pieces with `▁` for spaces, \
+                     byte fallback), such as Gemma's tokenizer.json"
+                )));
+            }
+        };
+        let json = |part: std::result::Result<serde_json::Value, serde_json::Error>| {
+            part.map_err(|e| tok_err(format!("inspecting the tokenizer pipeline: {e}")))
+        };
+        let normalizer = json(serde_json::to_value(tokenizer.get_normalizer()))?;
+        let pre_tokenizer = json(serde_json::to_value(tokenizer.get_pre_tokenizer()))?;
+        let decoder = json(serde_json::to_value(tokenizer.get_decoder()))?;
+        let post_processor = json(serde_json::to_value(tokenizer.get_post_processor()))?;
+
+        if [&normalizer, &pre_tokenizer, &decoder, &post_processor]
+            .iter()
+            .any(|v| any_component(v, &|c| c.get("type").is_some_and(|t| t == "ByteLevel")))
+        {
+            return Err(tok_err(
+                "the tokenizer is a byte-level BPE (GPT-2 style, `ByteLevel` pre-tokenizer or \
+                 decoder), not SentencePiece-like: its pieces spell bytes as printable \
+                 characters (`Ġ` for a space) and its merges cannot be derived from scores, so \
+                 llama.cpp stores it as a `gpt2` vocabulary with its merges and a pre-tokenizer \
+                 regex, which kwx does not write; only SentencePiece-style BPE (`▁` for spaces, \
+                 byte fallback, as in Gemma's tokenizer.json) is supported"
+                    .into(),
+            ));
+        }
+        if bpe.continuing_subword_prefix.is_some() || bpe.end_of_word_suffix.is_some() {
+            return Err(tok_err(
+                "the BPE model uses a continuing-subword prefix or an end-of-word suffix, which \
+                 SentencePiece-style vocabularies (`llama` in GGUF) do not have"
+                    .into(),
+            ));
+        }
+        let replaces_spaces = any_component(&normalizer, &|c| {
+            c.get("type").is_some_and(|t| t == "Replace")
+                && c.get("pattern")
+                    .and_then(|p| p.get("String"))
+                    .is_some_and(|s| s == " ")
+                && c.get("content").is_some_and(|s| s == SPACE_MARKER)
+        });
+        let metaspace = |c: &serde_json::Map<String, serde_json::Value>| {
+            c.get("type").is_some_and(|t| t == "Metaspace")
+                && c.get("replacement").is_none_or(|r| r == SPACE_MARKER)
+        };
+        if !replaces_spaces && !any_component(&pre_tokenizer, &metaspace) {
+            return Err(tok_err(
+                "the tokenizer is not SentencePiece-like: neither a `Replace(\" \", \"▁\")` \
+                 normalizer nor a `Metaspace` pre-tokenizer turns spaces into `▁`, so its \
+                 pieces cannot be stored as a `llama` (SentencePiece) GGUF vocabulary"
+                    .into(),
+            ));
+        }
+        let add_space_prefix = any_component(&normalizer, &|c| {
+            c.get("type").is_some_and(|t| t == "Prepend")
+                && c.get("prepend").is_some_and(|p| p == SPACE_MARKER)
+        }) || any_component(&pre_tokenizer, &|c| {
+            metaspace(c)
+                && (c
+                    .get("prepend_scheme")
+                    .is_some_and(|s| s == "always" || s == "first")
+                    || c.get("add_prefix_space")
+                        .and_then(serde_json::Value::as_bool)
+                        == Some(true))
+        });
+
+        if vocab_size == 0 {
+            return Err(meta_err(
+                KEY_TOKENS,
+                "the model has no embedding rows (vocab_size 0)".into(),
+            ));
+        }
+        let n = u32::try_from(vocab_size).map_err(|_| {
+            meta_err(
+                KEY_TOKENS,
+                format!("vocab_size {vocab_size} does not fit 32-bit token ids"),
+            )
+        })?;
+
+        let added = tokenizer.get_added_tokens_decoder();
+        let byte_fallback = bpe.byte_fallback;
+        let unk_piece = bpe.unk_token.as_deref();
+        let mut tokens = Vec::with_capacity(vocab_size);
+        let mut scores = vec![0.0f32; vocab_size];
+        let mut token_types = Vec::with_capacity(vocab_size);
+        for id in 0..n {
+            let (token, ty) = if let Some(a) = added.get(&id) {
+                scores[id as usize] = ADDED_TOKEN_SCORE;
+                let control =
+                    (a.special && !is_media_delimiter(&a.content)) || looks_special(&a.content);
+                if control {
+                    (a.content.clone(), token_type::CONTROL)
+                } else {
+                    (
+                        a.content.replace(SPACE_MARKER, " "),
+                        token_type::USER_DEFINED,
+                    )
+                }
+            } else {
+                let Some(piece) = bpe.id_to_token(id) else {
+                    let last = tokenizer.get_vocab(true).into_values().max();
+                    let ids = match last {
+                        Some(last) if last > id => format!("has a gap (its ids go up to {last})"),
+                        Some(last) => format!("ends at id {last}"),
+                        None => "is empty".into(),
+                    };
+                    return Err(meta_err(
+                        KEY_TOKENS,
+                        format!(
+                            "id {id} has no token: the model has {vocab_size} embedding rows but \
+                             the tokenizer {ids}; kwx does not invent pieces for the missing ids"
+                        ),
+                    ));
+                };
+                let ty = if byte_fallback && is_byte_piece(&piece) {
+                    token_type::BYTE
+                } else if unk_piece == Some(piece.as_str()) {
+                    token_type::UNKNOWN
+                } else {
+                    token_type::NORMAL
+                };
+                (piece, ty)
+            };
+            tokens.push(token);
+            token_types.push(ty);
+        }
+
+        // Normal pieces by the rank of the first merge producing them, then by id.
+        let merges = bpe_merges(tokenizer.get_model()).map_err(tok_err)?;
+        let mut first_merge = vec![u32::MAX; vocab_size];
+        for (rank, (left, right)) in merges.iter().enumerate() {
+            let merged = format!("{left}{right}");
+            if let Some(id) = bpe.token_to_id(&merged)
+                && let Some(slot) = first_merge.get_mut(id as usize)
+                && *slot == u32::MAX
+            {
+                *slot = u32::try_from(rank).unwrap_or(u32::MAX - 1);
+            }
+        }
+        let mut normal: Vec<u32> = (0..n)
+            .filter(|&id| token_types[id as usize] == token_type::NORMAL)
+            .collect();
+        normal.sort_unstable_by_key(|&id| (first_merge[id as usize], id));
+        for (position, &id) in normal.iter().enumerate() {
+            // Positions stay below 2^24: exact in f32. `-(0.0)` is -0.0, as SentencePiece has it.
+            scores[id as usize] = -(position as f32);
+        }
+
+        // Special ids.
+        let (template_first, template_last) = template_ends(&post_processor);
+        let lookup = |piece: &str| tokenizer.token_to_id(piece).filter(|&id| id < n);
+        let conventional = |names: &[&str]| names.iter().find_map(|name| lookup(name));
+        let add_bos = template_first.as_deref().and_then(lookup).is_some();
+        let add_eos = template_last.as_deref().and_then(lookup).is_some();
+        let bos_id = template_first
+            .as_deref()
+            .and_then(lookup)
+            .or_else(|| conventional(&["<bos>", "<s>"]));
+        let eos_id = template_last
+            .as_deref()
+            .and_then(lookup)
+            .or_else(|| conventional(&["<eos>", "</s>"]));
+        let unk_id = unk_piece
+            .and_then(lookup)
+            .or_else(|| conventional(&["<unk>"]));
+        let pad_id = tokenizer
+            .get_padding()
+            .and_then(|p| lookup(&p.pad_token))
+            .or_else(|| conventional(&["<pad>"]));
+
+        Ok(Self {
+            model: "llama".into(),
+            pre: Some(SPM_PRE.into()),
+            tokens,
+            scores: Some(scores),
+            token_types: Some(token_types),
+            merges: None,
+            bos_id,
+            eos_id,
+            unk_id,
+            pad_id,
+            add_bos,
+            add_eos,
+            add_space_prefix,
+        })
+    }
+}
+
+/// Whether `value` (a serialized pipeline component) or any component nested in it (through
+/// `Sequence`s) satisfies `pred`.
+fn any_component(
+    value: &serde_json::Value,
+    pred: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> bool {
+    match value {
+        serde_json::Value::Object(map) => pred(map) || map.values().any(|v| any_component(v, pred)),
+        serde_json::Value::Array(items) => items.iter().any(|v| any_component(v, pred)),
+        _ => false,
+    }
+}
+
+/// The special tokens a serialized post-processor's single-sequence template puts before and
+/// after the sequence (`TemplateProcessing`, alone or in a `Sequence` of processors).
+fn template_ends(post_processor: &serde_json::Value) -> (Option<String>, Option<String>) {
+    let template = if post_processor
+        .get("type")
+        .is_some_and(|t| t == "TemplateProcessing")
+    {
+        Some(post_processor)
+    } else {
+        post_processor
+            .get("processors")
+            .and_then(|p| p.as_array())
+            .and_then(|ps| {
+                ps.iter()
+                    .find(|p| p.get("type").is_some_and(|t| t == "TemplateProcessing"))
+            })
+    };
+    let Some(single) = template
+        .and_then(|t| t.get("single"))
+        .and_then(|s| s.as_array())
+    else {
+        return (None, None);
+    };
+    let special = |piece: Option<&serde_json::Value>| {
+        piece
+            .and_then(|p| p.get("SpecialToken"))
+            .and_then(|s| s.get("id"))
+            .and_then(|id| id.as_str())
+            .map(str::to_string)
+    };
+    (special(single.first()), special(single.last()))
+}
+
+/// The merges of a BPE model in rank order (the tokenizers crate keeps them private; its
+/// serialization lists them by rank).
+fn bpe_merges(model: &ModelWrapper) -> std::result::Result<Vec<(String, String)>, String> {
+    #[derive(serde::Deserialize)]
+    struct Merges {
+        merges: Vec<(String, String)>,
+    }
+    let text = serde_json::to_string(model).map_err(|e| format!("reading the merges: {e}"))?;
+    serde_json::from_str::<Merges>(&text)
+        .map(|m| m.merges)
+        .map_err(|e| format!("reading the merges: {e}"))
+}
+
+/// `does_token_look_special` of llama.cpp's `convert_hf_to_gguf.py`: added tokens it makes
+/// control pieces whatever their `special` flag says.
+fn looks_special(piece: &str) -> bool {
+    matches!(piece, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
+        || (piece.starts_with("<|") && piece.ends_with("|>"))
+        || (piece.starts_with("<｜") && piece.ends_with("｜>"))
+        || (piece.starts_with("<unused") && piece.ends_with('>'))
+}
+
+/// Gemma's media delimiters (`<start_of_image>`, `<end_of_image>`): the Gemma delimiters other
+/// than the turn markers, user-defined in Gemma's GGUFs although special in tokenizer.json.
+fn is_media_delimiter(piece: &str) -> bool {
+    is_gemma_delimiter(piece) && !matches!(piece, "<start_of_turn>" | "<end_of_turn>")
+}
+
+/// SentencePiece's byte pieces: `<0x00>` … `<0xFF>`, upper-case hex.
+fn is_byte_piece(piece: &str) -> bool {
+    let b = piece.as_bytes();
+    b.len() == 6
+        && b.starts_with(b"<0x")
+        && b[5] == b'>'
+        && b[3..5]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c))
 }
 
 /// Control pieces that llama.cpp's converter marks as control by their spelling

@@ -398,6 +398,10 @@ pub fn write_gemma(
         }
     }
     vocab.write_metadata(&mut w);
+    // A second end-of-sequence id (Gemma's <end_of_turn>) is llama.cpp's end-of-turn token.
+    if let Some(&eot) = config.eos_token_ids.get(1) {
+        w.set("tokenizer.ggml.eot_token_id", MetadataValue::U32(eot));
+    }
 
     // Tensors: llama.cpp names, GGUF dims (reversed PyTorch shape), norms as the scale 1 + w.
     let names = hf_names(config);
