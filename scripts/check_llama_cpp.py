@@ -35,16 +35,20 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, **kw).stdout
 
 
-def kwx_greedy(model, ids, n):
-    out = run([os.path.join(ROOT, "target/release/examples/logits"), "--model", model,
-               "--ids", ",".join(map(str, ids)), "--greedy", str(n)])
-    return json.loads(out)["greedy"]
+def kwx_run(model, ids, n):
+    import numpy as np
+
+    out = json.loads(run([os.path.join(ROOT, "target/release/examples/logits"), "--model", model,
+                          "--ids", ",".join(map(str, ids)), "--greedy", str(n)]))
+    logits = np.asarray(out["logits"], dtype=np.float32)
+    return {"argmax_per_position": [int(i) for i in logits.argmax(-1)], "last": logits[-1],
+            "tokens": out["greedy"]}
 
 
-def llama_greedy(model, ids, n):
+def llama_run(model, ids, n):
     out = run([sys.executable, os.path.join(ROOT, "scripts/llama_cpp_peer.py"), "greedy",
                "--model", model, "--ids", ",".join(map(str, ids)), "--new-tokens", str(n)])
-    return json.loads(out.strip().splitlines()[-1])["tokens"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def export(model, out, ty, tokenizer=None):
@@ -73,12 +77,26 @@ def main():
 
         results, ok = [], True
         for name, path, ids, n, info in cases:
-            k = kwx_greedy(path, ids, n)
-            l = llama_greedy(path, ids, n)
-            same = k == l
-            ok &= same
-            print(f"{name:>18}: {'SAME' if same else 'DIFFERENT'}  kwx {k}  llama.cpp {l}")
-            results.append({"name": name, **info, "ids": ids, "llama_cpp_greedy": l, "kwx_greedy": k, "same": same})
+            k = kwx_run(path, ids, n)
+            l = llama_run(path, ids, n)
+            # llama.cpp's logits at llama.cpp's top-10 ids vs kwx's logits at the same ids.
+            diff = max(abs(float(k["last"][i]) - v) for i, v in zip(l["top10_ids"], l["top10_logits"]))
+            same_argmax = k["argmax_per_position"] == l["argmax_per_position"]
+            same_greedy = k["tokens"] == l["tokens"]
+            tiny = name.startswith("tiny")
+            # Tiny models (F32 activations on both sides) must agree exactly on tokens; on the real
+            # Q4_K_M model llama.cpp quantizes activations to 8 bits inside its dot products, which
+            # moves logits by up to ~0.5 (shared/reference/PEERS.md): near-ties may flip there.
+            passed = same_argmax and same_greedy if tiny else k["tokens"][0] == l["tokens"][0] and diff < 1.0
+            ok &= passed
+            print(f"{name:>18}: {'PASS' if passed else 'FAIL'}  argmax at all {len(ids)} positions "
+                  f"{'same' if same_argmax else 'DIFFERENT'}, greedy {'same' if same_greedy else 'different'}, "
+                  f"max |logit diff| on llama.cpp's top-10 {diff:.4f}")
+            print(f"{'':>20}kwx       {k['tokens']}\n{'':>20}llama.cpp {l['tokens']}")
+            results.append({"name": name, **info, "ids": ids, "llama_cpp_greedy": l["tokens"],
+                            "llama_cpp_argmax_per_position": l["argmax_per_position"],
+                            "llama_cpp_top10_ids": l["top10_ids"], "llama_cpp_top10_logits": l["top10_logits"],
+                            "kwx_greedy": k["tokens"], "max_top10_logit_diff": diff, "passed": passed})
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         json.dump({"llama_cpp_python": llama_cpp.__version__, "cases": results}, f, indent=1)

@@ -3,8 +3,9 @@
 
   bench   load time, prefill and decode tokens/s on a GGUF, with the same prompt ids as
           `examples/bench_gguf.rs` (the `prompt_ids` of its JSON) -> one JSON line.
-  greedy  load a GGUF (e.g. one kwx exported) and greedy-decode N tokens after given ids
-          -> one JSON line {"tokens": [...]}.
+  greedy  load a GGUF (e.g. one kwx exported), take the argmax at every prompt position and the
+          top-10 logits at the last, and greedy-decode N tokens after the ids -> one JSON line
+          {"argmax_per_position", "top10_ids", "top10_logits", "tokens"}.
 
     python scripts/llama_cpp_peer.py bench  --model M.gguf --threads 2 --ids 2,17,... --new-tokens 64
     python scripts/llama_cpp_peer.py greedy --model M.gguf --ids 2,17,250 --new-tokens 8
@@ -25,7 +26,7 @@ import sys
 import time
 
 
-def load(path, threads, n_ctx):
+def load(path, threads, n_ctx, logits_all=False):
     from llama_cpp import Llama
 
     t = time.perf_counter()
@@ -35,22 +36,41 @@ def load(path, threads, n_ctx):
         n_batch=512,
         n_threads=threads,
         n_threads_batch=threads,
-        logits_all=False,
+        logits_all=logits_all,
         verbose=False,
         seed=0,
     )
     return llm, time.perf_counter() - t
 
 
+def prompt_logits(llm, ids):
+    """Logits at every prompt position (needs the model loaded with logits_all=True)."""
+    import numpy as np
+
+    import llama_cpp
+
+    llm.reset()
+    llm.eval(ids)
+    return [
+        np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, i), shape=(llm.n_vocab(),)).copy()
+        for i in range(len(ids))
+    ]
+
+
 def greedy(llm, ids, n):
     """Argmax decoding through llama.cpp's KV cache; no EOS stop (kwx's test does the same)."""
     import numpy as np
+
+    import llama_cpp
 
     llm.reset()
     llm.eval(ids)
     out = []
     for _ in range(n):
-        logits = np.asarray(llm.eval_logits[-1], dtype=np.float32)
+        # The last evaluated position's logits, straight from llama.cpp (llm.scores is only
+        # filled with logits_all=True in 0.3.36).
+        ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+        logits = np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),))
         tok = int(np.argmax(logits))
         out.append(tok)
         llm.eval([tok])
@@ -72,10 +92,22 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     ids = [int(x) for x in args.ids.split(",") if x]
-    llm, load_s = load(args.model, args.threads, n_ctx=max(256, len(ids) + args.new_tokens + 8))
+    llm, load_s = load(args.model, args.threads, n_ctx=max(256, len(ids) + args.new_tokens + 8),
+                       logits_all=args.job == "greedy")
 
     if args.job == "greedy":
-        print(json.dumps({"engine": "llama.cpp", "tokens": greedy(llm, ids, args.new_tokens)}))
+        import numpy as np
+
+        per_pos = prompt_logits(llm, ids)
+        last = per_pos[-1]
+        top = [int(i) for i in np.argsort(-last)[:10]]
+        print(json.dumps({
+            "engine": "llama.cpp",
+            "argmax_per_position": [int(np.argmax(l)) for l in per_pos],
+            "top10_ids": top,
+            "top10_logits": [float(last[i]) for i in top],
+            "tokens": greedy(llm, ids, args.new_tokens),
+        }))
         return
 
     prefill, decode = [], []

@@ -194,3 +194,56 @@ fn real_model_reexported_to_q8_0_keeps_vocabulary_and_greedy_text() {
         " France and is the most visited city in the world"
     );
 }
+
+/// What llama.cpp computed on kwx's exports (`scripts/check_llama_cpp.py` →
+/// `fixtures/llama_cpp/greedy.json`): kwx, reading the same exports, must agree.
+#[test]
+fn llama_cpp_agrees_with_kwx_on_kwx_exports() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp/greedy.json");
+    let recorded: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ids_of = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    let device = Device::default();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "gemma3_mqa_f16_v4config";
+    let model = Gemma::from_pretrained(fixture(name), &device).unwrap();
+    let vocab = vocab_for(&fixture(name), model.config().vocab_size);
+    let mut checked = 0;
+    for case in recorded["cases"].as_array().unwrap() {
+        let Some(ty) = case["type"].as_str() else { continue };
+        let ggml = match ty {
+            "f32" => GgmlType::F32,
+            "f16" => GgmlType::F16,
+            "bf16" => GgmlType::BF16,
+            "q8_0" => GgmlType::Q8_0,
+            other => panic!("unexpected type {other}"),
+        };
+        let out = dir.path().join(format!("tiny-{ty}.gguf"));
+        write_gemma(&model, &vocab, &out, &WriteOptions::new(ggml)).unwrap();
+        let back = Gemma::from_gguf(&out, &device).unwrap();
+        let ids = ids_of(&case["ids"]);
+        // Argmax at every prompt position, as llama.cpp computed it.
+        let l = logits(&back, &ids);
+        let v = back.config().vocab_size;
+        let argmax: Vec<u32> = l
+            .chunks(v)
+            .map(|row| (0..v).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u32)
+            .collect();
+        assert_eq!(argmax, ids_of(&case["llama_cpp_argmax_per_position"]), "{ty}: argmax per position");
+        // llama.cpp's top-10 logits at the last position (its KV cache is f16: ≤ 0.1 apart).
+        let last = &l[(ids.len() - 1) * v..];
+        for (id, want) in ids_of(&case["llama_cpp_top10_ids"]).iter().zip(case["llama_cpp_top10_logits"].as_array().unwrap()) {
+            let want = want.as_f64().unwrap() as f32;
+            assert!((last[*id as usize] - want).abs() < 0.1, "{ty}: id {id}: kwx {} llama.cpp {want}", last[*id as usize]);
+        }
+        // Greedy continuation.
+        let greedy = ids_of(&case["llama_cpp_greedy"]);
+        let decoded = kwx_core::Generator::new(&back)
+            .generate(&ids, &kwx_core::GenerationConfig::greedy(greedy.len()).with_stop_at_eos(false), |_| {})
+            .unwrap();
+        assert_eq!(decoded.tokens, greedy, "{ty}: greedy");
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "F32, F16, BF16 and Q8_0 recorded");
+}
