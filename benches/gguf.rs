@@ -21,7 +21,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(Gemma::from_gguf(&path, &device).expect("load")))
     });
     let file = GgufFile::open(&path).expect("open");
-    let embd = file.tensor("token_embd.weight").expect("token_embd").clone();
+    let embd = file
+        .tensor("token_embd.weight")
+        .expect("token_embd")
+        .clone();
     group.throughput(Throughput::Elements(embd.n_elements()));
     group.bench_function("dequantize_token_embd_q8_0", |b| {
         b.iter(|| black_box(file.dequantize(&embd.name).expect("dequantize")))

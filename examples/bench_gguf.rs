@@ -84,7 +84,10 @@ fn main() -> anyhow::Result<()> {
         let total = t.elapsed().as_secs_f64();
         decode.push((total - prefill[prefill.len() - 1]) / args.new_tokens as f64);
         tokens = out.tokens;
-        anyhow::ensure!(tokens.first() == first.tokens.first(), "prefill and decode disagree");
+        anyhow::ensure!(
+            tokens.first() == first.tokens.first(),
+            "prefill and decode disagree"
+        );
     }
     let (p, d) = (median(prefill), median(decode));
     println!(

@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use kwx::core::burn::tensor::Device;
 use kwx::core::Gemma;
+use kwx::core::burn::tensor::Device;
 use kwx::core::gguf::{GgmlType, GgufFile, GgufVocab, WriteOptions, is_gguf, write_gemma};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -67,7 +67,10 @@ fn main() -> anyhow::Result<()> {
         None => {
             let file = args.model.join("tokenizer.json");
             if !file.exists() {
-                bail!("{} has no tokenizer.json; pass --tokenizer FILE", args.model.display());
+                bail!(
+                    "{} has no tokenizer.json; pass --tokenizer FILE",
+                    args.model.display()
+                );
             }
             let tok = kwx::core::tokenizers::Tokenizer::from_file(&file)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;

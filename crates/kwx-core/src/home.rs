@@ -11,13 +11,19 @@ pub fn kwx_home() -> PathBuf {
     if let Some(dir) = std::env::var_os("KWX_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("kwx")
 }
 
 /// The real Gemma 3 270M (GGUF Q4_K_M) in the cache.
 pub fn gemma3_270m_gguf() -> Result<PathBuf> {
-    existing(kwx_home().join("gemma-3-270m").join("gemma-3-270m-q4_k_m.gguf"))
+    existing(
+        kwx_home()
+            .join("gemma-3-270m")
+            .join("gemma-3-270m-q4_k_m.gguf"),
+    )
 }
 
 /// The `tokenizer.json` of Gemma 3 in the cache.

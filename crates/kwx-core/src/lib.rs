@@ -29,10 +29,10 @@ pub mod model;
 pub mod tokenizer;
 
 pub use burn;
-pub use tokenizers;
 pub use config::{Activation, AttentionType, Family, GemmaConfig, HfConfig, Rope};
 pub use error::{Error, Result};
 pub use generate::{GenerationConfig, GenerationOutput, Generator, StopReason};
 pub use loader::{SafetensorsSource, WeightSource};
 pub use model::{Gemma, KvCache, RmsNorm};
 pub use tokenizer::{ChatMessage, GemmaTokenizer, Role};
+pub use tokenizers;

@@ -7,7 +7,10 @@ use kwx_core::gguf::{GgmlType, GgufFile, GgufWriter, MetadataValue, ValueType, p
 
 fn sample_metadata() -> Vec<(&'static str, MetadataValue)> {
     vec![
-        ("general.architecture", MetadataValue::String("gemma3".into())),
+        (
+            "general.architecture",
+            MetadataValue::String("gemma3".into()),
+        ),
         ("t.u8", MetadataValue::U8(200)),
         ("t.i8", MetadataValue::I8(-7)),
         ("t.u16", MetadataValue::U16(65_000)),
@@ -24,7 +27,10 @@ fn sample_metadata() -> Vec<(&'static str, MetadataValue)> {
             "t.arr_str",
             MetadataValue::Array(
                 ValueType::String,
-                vec![MetadataValue::String("▁파스".into()), MetadataValue::String(String::new())],
+                vec![
+                    MetadataValue::String("▁파스".into()),
+                    MetadataValue::String(String::new()),
+                ],
             ),
         ),
         ("t.arr_empty", MetadataValue::Array(ValueType::F32, vec![])),
@@ -50,7 +56,8 @@ fn sample_file(dir: &std::path::Path) -> (std::path::PathBuf, Vec<f32>, Vec<f32>
         w.set(k, v);
     }
     w.add_tensor("a.weight", vec![4, 3], GgmlType::F32).unwrap();
-    w.add_tensor("b.weight", vec![32, 2], GgmlType::Q8_0).unwrap();
+    w.add_tensor("b.weight", vec![32, 2], GgmlType::Q8_0)
+        .unwrap();
     let path = dir.join("sample.gguf");
     let (qa, qb) = (a.clone(), b.clone());
     w.write(&path, |i, _| {
@@ -71,7 +78,8 @@ fn metadata_of_every_type_and_tensors_round_trip() {
     let f = GgufFile::open(&path).unwrap();
     assert_eq!(f.version(), 3);
     assert_eq!(f.alignment(), 32);
-    let got: Vec<(&str, &MetadataValue)> = f.metadata().iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let got: Vec<(&str, &MetadataValue)> =
+        f.metadata().iter().map(|(k, v)| (k.as_str(), v)).collect();
     let want = sample_metadata();
     assert_eq!(got.len(), want.len());
     for ((gk, gv), (wk, wv)) in got.iter().zip(&want) {
@@ -79,7 +87,10 @@ fn metadata_of_every_type_and_tensors_round_trip() {
         assert_eq!(*gv, wv, "{wk}");
     }
     let ta = f.tensor("a.weight").unwrap();
-    assert_eq!((ta.dims.clone(), ta.ggml_type, ta.shape()), (vec![4, 3], GgmlType::F32, vec![3, 4]));
+    assert_eq!(
+        (ta.dims.clone(), ta.ggml_type, ta.shape()),
+        (vec![4, 3], GgmlType::F32, vec![3, 4])
+    );
     assert_eq!(f.dequantize("a.weight").unwrap(), a);
     // Q8_0 of small integers in [-9, 9] with max 9 (scale 9/127 in f16) is not exact; compare
     // with the codec's own round trip.
@@ -171,7 +182,9 @@ fn unknown_tensor_type_names_the_tensor() {
     assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 8);
     bytes[at..at + 4].copy_from_slice(&77u32.to_le_bytes());
     match open_bytes(bytes).unwrap_err() {
-        Error::GgufTensor { tensor, message, .. } => {
+        Error::GgufTensor {
+            tensor, message, ..
+        } => {
             assert_eq!(tensor, "b.weight");
             assert!(message.contains("unknown ggml tensor type 77"), "{message}");
         }
@@ -189,7 +202,9 @@ fn tensor_data_past_the_end() {
     let at = tensor_type_offset(&bytes, "b.weight", 2) + 4;
     bytes[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     match open_bytes(bytes).unwrap_err() {
-        Error::GgufTensor { tensor, message, .. } => {
+        Error::GgufTensor {
+            tensor, message, ..
+        } => {
             assert_eq!(tensor, "b.weight");
             assert!(message.contains("past the end"), "{message}");
         }
@@ -221,8 +236,13 @@ fn invalid_utf8_in_a_metadata_string() {
     let at = find(&bytes, "진통".as_bytes());
     bytes[at + 1] = 0xFF;
     match open_bytes(bytes).unwrap_err() {
-        Error::GgufFormat { offset, message, .. } => {
-            assert!(message.contains("UTF-8") && message.contains("t.str"), "{message}");
+        Error::GgufFormat {
+            offset, message, ..
+        } => {
+            assert!(
+                message.contains("UTF-8") && message.contains("t.str"),
+                "{message}"
+            );
             // "진" (3 bytes) now starts with a broken sequence: the error points at its start.
             assert_eq!(offset as usize, at);
         }
@@ -260,7 +280,10 @@ fn absurd_counts_do_not_allocate() {
     let at = find(&bytes, b"t.u8") + 4;
     bytes[at..at + 4].copy_from_slice(&99u32.to_le_bytes());
     let err = open_bytes(bytes).unwrap_err();
-    assert!(err.to_string().contains("unknown metadata value type 99"), "{err}");
+    assert!(
+        err.to_string().contains("unknown metadata value type 99"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -284,11 +307,17 @@ fn duplicate_keys_and_tensors_are_rejected() {
 fn writer_checks_supplied_lengths_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = GgufWriter::new();
-    w.set("general.architecture", MetadataValue::String("gemma".into()));
+    w.set(
+        "general.architecture",
+        MetadataValue::String("gemma".into()),
+    );
     w.add_tensor("x", vec![4], GgmlType::F32).unwrap();
     let path = dir.path().join("short.gguf");
     let err = w.write(&path, |_, _| Ok(vec![0u8; 12])).unwrap_err();
-    assert!(err.to_string().contains("12 bytes supplied, 16 declared"), "{err}");
+    assert!(
+        err.to_string().contains("12 bytes supplied, 16 declared"),
+        "{err}"
+    );
     assert!(!path.exists());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
@@ -338,7 +367,10 @@ fn model_metadata_errors_name_the_key() {
         ("gemma3.attention.sliding_window", u(8)),
         (
             "tokenizer.ggml.tokens",
-            MetadataValue::Array(ValueType::String, (0..16).map(|i| s(&format!("t{i}"))).collect()),
+            MetadataValue::Array(
+                ValueType::String,
+                (0..16).map(|i| s(&format!("t{i}"))).collect(),
+            ),
         ),
     ];
     let file = GgufFile::open(write(base.clone())).unwrap();
@@ -353,7 +385,11 @@ fn model_metadata_errors_name_the_key() {
     typed.push(("gemma3.embedding_length", s("640")));
     let file = GgufFile::open(write(typed)).unwrap();
     let err = kwx_core::gguf::config_from_gguf(&file).unwrap_err();
-    assert!(err.to_string().contains("gemma3.embedding_length") && err.to_string().contains("unsigned integer"), "{err}");
+    assert!(
+        err.to_string().contains("gemma3.embedding_length")
+            && err.to_string().contains("unsigned integer"),
+        "{err}"
+    );
     // A per-layer pattern of the wrong length.
     let mut pattern = base;
     pattern.push(("gemma3.embedding_length", u(32)));
@@ -375,7 +411,10 @@ fn model_metadata_errors_name_the_key() {
     ];
     full.push((
         "tokenizer.ggml.tokens",
-        MetadataValue::Array(ValueType::String, (0..16).map(|i| s(&format!("t{i}"))).collect()),
+        MetadataValue::Array(
+            ValueType::String,
+            (0..16).map(|i| s(&format!("t{i}"))).collect(),
+        ),
     ));
     let path = write(full);
     match kwx_core::Gemma::from_gguf(&path, &burn::tensor::Device::default()).unwrap_err() {

@@ -11,7 +11,9 @@ use kwx_core::gguf::{GgmlType, GgufFile, GgufVocab, WriteOptions, write_gemma};
 use kwx_core::{Error, Gemma};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gemma")
+        .join(name)
 }
 
 const FIXTURES: [&str; 4] = [
@@ -29,17 +31,27 @@ fn vocab_for(dir: &Path, vocab_size: usize) -> GgufVocab {
         let tok = tokenizers::Tokenizer::from_file(&path).unwrap();
         return GgufVocab::from_hf_tokenizer(&tok, vocab_size).unwrap();
     }
-    let tok = tokenizers::Tokenizer::from_file(fixture("gemma3_gqa_sharded_bf16").join("tokenizer.json")).unwrap();
+    let tok =
+        tokenizers::Tokenizer::from_file(fixture("gemma3_gqa_sharded_bf16").join("tokenizer.json"))
+            .unwrap();
     GgufVocab::from_hf_tokenizer(&tok, vocab_size).unwrap()
 }
 
 fn prompt(vocab: usize) -> Vec<u32> {
     // 24 tokens: three times the fixtures' sliding window of 8.
-    (0..24u32).map(|i| 2 + (i * 37 + 11) % (vocab as u32 - 2)).collect()
+    (0..24u32)
+        .map(|i| 2 + (i * 37 + 11) % (vocab as u32 - 2))
+        .collect()
 }
 
 fn logits(model: &Gemma, ids: &[u32]) -> Vec<f32> {
-    model.logits(ids).unwrap().into_data().convert::<f32>().try_into_vec().unwrap()
+    model
+        .logits(ids)
+        .unwrap()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap()
 }
 
 fn lax() -> WriteOptions {
@@ -57,7 +69,13 @@ fn f32_export_reads_back_with_identical_logits() {
         let model = Gemma::from_pretrained(fixture(name), &device).unwrap();
         let config = model.config().clone();
         let out = dir.path().join(format!("{name}.gguf"));
-        write_gemma(&model, &vocab_for(&fixture(name), config.vocab_size), &out, &lax()).unwrap();
+        write_gemma(
+            &model,
+            &vocab_for(&fixture(name), config.vocab_size),
+            &out,
+            &lax(),
+        )
+        .unwrap();
         let back = Gemma::from_gguf(&out, &device).unwrap();
         // Same config (the GGUF carries everything the decoder needs). End-of-sequence ids: a
         // GGUF without `tokenizer.ggml.eot_token_id` also stops at <end_of_turn>, as llama.cpp
@@ -66,7 +84,11 @@ fn f32_export_reads_back_with_identical_logits() {
         if want.eos_token_ids.len() == 1 {
             want.eos_token_ids.push(5);
         }
-        assert_eq!(format!("{:?}", back.config()), format!("{want:?}"), "{name}: config");
+        assert_eq!(
+            format!("{:?}", back.config()),
+            format!("{want:?}"),
+            "{name}: config"
+        );
         let ids = prompt(config.vocab_size);
         let (a, b) = (logits(&model, &ids), logits(&back, &ids));
         assert_eq!(a.len(), b.len());
@@ -89,7 +111,11 @@ fn f16_bf16_q8_0_store_exactly_what_the_codecs_produce() {
     let base = logits(&model, &ids);
     // This fixture was saved in f16, so F16 is lossless; BF16 and Q8_0 round. Tolerances on
     // logits, relative to the largest |logit|: what each format's rounding allows.
-    for (ty, tol) in [(GgmlType::F16, 0.0), (GgmlType::BF16, 0.05), (GgmlType::Q8_0, 0.05)] {
+    for (ty, tol) in [
+        (GgmlType::F16, 0.0),
+        (GgmlType::BF16, 0.05),
+        (GgmlType::Q8_0, 0.05),
+    ] {
         let path = dir.path().join(format!("{}.gguf", ty.name()));
         write_gemma(&model, &vocab, &path, &WriteOptions::new(ty)).unwrap();
         let file = GgufFile::open(&path).unwrap();
@@ -101,19 +127,43 @@ fn f16_bf16_q8_0_store_exactly_what_the_codecs_produce() {
             let want_type = if t.dims.len() == 1 { GgmlType::F32 } else { ty };
             assert_eq!(got.ggml_type, want_type, "{}", t.name);
             let mut want = vec![0.0f32; original.len()];
-            dequantize(want_type, &quantize(want_type, &original).unwrap(), &mut want).unwrap();
-            assert_eq!(file.dequantize(&t.name).unwrap(), want, "{} in {}", t.name, ty.name());
+            dequantize(
+                want_type,
+                &quantize(want_type, &original).unwrap(),
+                &mut want,
+            )
+            .unwrap();
+            assert_eq!(
+                file.dequantize(&t.name).unwrap(),
+                want,
+                "{} in {}",
+                t.name,
+                ty.name()
+            );
         }
         let back = Gemma::from_gguf(&path, &device).unwrap();
         let got = logits(&back, &ids);
-        let worst = base.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let worst = base
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         let scale = base.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         eprintln!("{}: worst {worst}, max |logit| {scale}", ty.name());
         let tol = tol * scale;
         if tol == 0.0 {
-            assert_eq!(worst, 0.0, "{}: an f16 model exported as F16 must not change", ty.name());
+            assert_eq!(
+                worst,
+                0.0,
+                "{}: an f16 model exported as F16 must not change",
+                ty.name()
+            );
         } else {
-            assert!(worst > 0.0, "{}: rounding should change something", ty.name());
+            assert!(
+                worst > 0.0,
+                "{}: rounding should change something",
+                ty.name()
+            );
             assert!(worst < tol, "{}: logits moved by {worst}", ty.name());
         }
     }
@@ -130,29 +180,58 @@ fn compatible_mode_refuses_what_llama_cpp_would_compute_differently() {
     let out = dir.path().join("g2.gguf");
     let err = write_gemma(&g2, &v2, &out, &strict).unwrap_err();
     assert!(matches!(err, Error::GgufMetadata { .. }), "{err}");
-    assert!(err.to_string().contains("query_pre_attn_scalar 24"), "{err}");
+    assert!(
+        err.to_string().contains("query_pre_attn_scalar 24"),
+        "{err}"
+    );
     assert!(!out.exists());
     // Gemma 3 with a final softcap (and a scalar llama.cpp would not use).
     let g3 = Gemma::from_pretrained(fixture("gemma3_gqa_sharded_bf16"), &device).unwrap();
-    let err = write_gemma(&g3, &vocab_for(&fixture("gemma3_gqa_sharded_bf16"), 512), &out, &strict)
-        .unwrap_err();
+    let err = write_gemma(
+        &g3,
+        &vocab_for(&fixture("gemma3_gqa_sharded_bf16"), 512),
+        &out,
+        &strict,
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::GgufMetadata { .. }), "{err}");
     // Q8_0 needs rows of whole 32-value blocks: Gemma 1 fixture has hidden 48.
     let g1 = Gemma::from_pretrained(fixture("gemma1_mha_f32"), &device).unwrap();
-    let err = write_gemma(&g1, &vocab_for(&fixture("gemma1_mha_f32"), 512), &out, &WriteOptions::new(GgmlType::Q8_0))
-        .unwrap_err();
+    let err = write_gemma(
+        &g1,
+        &vocab_for(&fixture("gemma1_mha_f32"), 512),
+        &out,
+        &WriteOptions::new(GgmlType::Q8_0),
+    )
+    .unwrap_err();
     match err {
-        Error::GgufTensor { tensor, message, .. } => {
-            assert!(tensor.starts_with("blk.0.") || tensor == "token_embd.weight", "{tensor}");
+        Error::GgufTensor {
+            tensor, message, ..
+        } => {
+            assert!(
+                tensor.starts_with("blk.0.") || tensor == "token_embd.weight",
+                "{tensor}"
+            );
             assert!(message.contains("Q8_0"), "{message}");
         }
         other => panic!("{other:?}"),
     }
     // Unsupported weight type and a vocabulary of the wrong size.
-    let err = write_gemma(&g1, &vocab_for(&fixture("gemma1_mha_f32"), 512), &out, &WriteOptions::new(GgmlType::Q4K))
-        .unwrap_err();
+    let err = write_gemma(
+        &g1,
+        &vocab_for(&fixture("gemma1_mha_f32"), 512),
+        &out,
+        &WriteOptions::new(GgmlType::Q4K),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("Q4_K"), "{err}");
-    let err = write_gemma(&g1, &vocab_for(&fixture("gemma1_mha_f32"), 500), &out, &strict).unwrap_err();
+    let err = write_gemma(
+        &g1,
+        &vocab_for(&fixture("gemma1_mha_f32"), 500),
+        &out,
+        &strict,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("500 tokens"), "{err}");
     assert!(!out.exists());
 }
@@ -199,10 +278,16 @@ fn real_model_reexported_to_q8_0_keeps_vocabulary_and_greedy_text() {
 /// `fixtures/llama_cpp/greedy.json`): kwx, reading the same exports, must agree.
 #[test]
 fn llama_cpp_agrees_with_kwx_on_kwx_exports() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp/greedy.json");
-    let recorded: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp/greedy.json");
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let ids_of = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
     };
     let device = Device::default();
     let dir = tempfile::tempdir().unwrap();
@@ -211,7 +296,9 @@ fn llama_cpp_agrees_with_kwx_on_kwx_exports() {
     let vocab = vocab_for(&fixture(name), model.config().vocab_size);
     let mut checked = 0;
     for case in recorded["cases"].as_array().unwrap() {
-        let Some(ty) = case["type"].as_str() else { continue };
+        let Some(ty) = case["type"].as_str() else {
+            continue;
+        };
         let ggml = match ty {
             "f32" => GgmlType::F32,
             "f16" => GgmlType::F16,
@@ -230,17 +317,32 @@ fn llama_cpp_agrees_with_kwx_on_kwx_exports() {
             .chunks(v)
             .map(|row| (0..v).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u32)
             .collect();
-        assert_eq!(argmax, ids_of(&case["llama_cpp_argmax_per_position"]), "{ty}: argmax per position");
+        assert_eq!(
+            argmax,
+            ids_of(&case["llama_cpp_argmax_per_position"]),
+            "{ty}: argmax per position"
+        );
         // llama.cpp's top-10 logits at the last position (its KV cache is f16: ≤ 0.1 apart).
         let last = &l[(ids.len() - 1) * v..];
-        for (id, want) in ids_of(&case["llama_cpp_top10_ids"]).iter().zip(case["llama_cpp_top10_logits"].as_array().unwrap()) {
+        for (id, want) in ids_of(&case["llama_cpp_top10_ids"])
+            .iter()
+            .zip(case["llama_cpp_top10_logits"].as_array().unwrap())
+        {
             let want = want.as_f64().unwrap() as f32;
-            assert!((last[*id as usize] - want).abs() < 0.1, "{ty}: id {id}: kwx {} llama.cpp {want}", last[*id as usize]);
+            assert!(
+                (last[*id as usize] - want).abs() < 0.1,
+                "{ty}: id {id}: kwx {} llama.cpp {want}",
+                last[*id as usize]
+            );
         }
         // Greedy continuation.
         let greedy = ids_of(&case["llama_cpp_greedy"]);
         let decoded = kwx_core::Generator::new(&back)
-            .generate(&ids, &kwx_core::GenerationConfig::greedy(greedy.len()).with_stop_at_eos(false), |_| {})
+            .generate(
+                &ids,
+                &kwx_core::GenerationConfig::greedy(greedy.len()).with_stop_at_eos(false),
+                |_| {},
+            )
             .unwrap();
         assert_eq!(decoded.tokens, greedy, "{ty}: greedy");
         checked += 1;

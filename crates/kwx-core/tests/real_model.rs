@@ -78,7 +78,11 @@ fn top10_logits_and_greedy_match_transformers() {
         GemmaTokenizer::from_file(kwx_core::home::gemma3_270m_tokenizer().unwrap()).unwrap();
     let model = model();
     let prompts = reference["prompts"].as_array().unwrap();
-    assert!(prompts.len() >= 8, "the fixture holds {} prompts", prompts.len());
+    assert!(
+        prompts.len() >= 8,
+        "the fixture holds {} prompts",
+        prompts.len()
+    );
     let mut worst = 0.0f32;
     let mut korean = 0;
     for p in prompts {
@@ -86,7 +90,11 @@ fn top10_logits_and_greedy_match_transformers() {
         let text = p["text"].as_str().unwrap();
         let want_ids = ids(&p["ids"]);
         korean += usize::from(p["lang"] == "ko");
-        assert_eq!(tokenizer.encode(text, true).unwrap(), want_ids, "{name}: token ids");
+        assert_eq!(
+            tokenizer.encode(text, true).unwrap(),
+            want_ids,
+            "{name}: token ids"
+        );
 
         // Last-position logits from one full forward pass.
         let mut cache = KvCache::disabled(model.config().num_hidden_layers);
@@ -114,7 +122,9 @@ fn top10_logits_and_greedy_match_transformers() {
         // Top-10 as a set (the fixture guarantees a ≥ 0.05 gap below rank 10), and in order
         // for the ranks whose neighbours are not near-tied.
         let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        order.select_nth_unstable_by(10, |a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
+        order.select_nth_unstable_by(10, |a, b| {
+            logits[*b as usize].total_cmp(&logits[*a as usize])
+        });
         let mut got_top: Vec<u32> = order[..10].to_vec();
         got_top.sort_by(|a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
         let mut a = got_top.clone();
@@ -123,12 +133,20 @@ fn top10_logits_and_greedy_match_transformers() {
         b.sort_unstable();
         assert_eq!(a, b, "{name}: top-10 set");
         let robust = p["robust_order_prefix"].as_u64().unwrap() as usize;
-        assert_eq!(got_top[..robust], top_ids[..robust], "{name}: top-{robust} order");
+        assert_eq!(
+            got_top[..robust],
+            top_ids[..robust],
+            "{name}: top-{robust} order"
+        );
 
         // Greedy continuation with the KV cache.
         let want = ids(&p["greedy_ids"]);
         let out = Generator::new(model)
-            .generate(&want_ids, &GenerationConfig::greedy(want.len()).with_stop_at_eos(false), |_| {})
+            .generate(
+                &want_ids,
+                &GenerationConfig::greedy(want.len()).with_stop_at_eos(false),
+                |_| {},
+            )
             .unwrap();
         assert_eq!(out.tokens, want, "{name}: greedy continuation");
         assert_eq!(

@@ -390,7 +390,9 @@ impl GgufFile {
         let v = self.require(key)?;
         v.as_u64()
             .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| self.meta_error(key, format!("expected an unsigned integer, found {v:?}")))
+            .ok_or_else(|| {
+                self.meta_error(key, format!("expected an unsigned integer, found {v:?}"))
+            })
     }
 
     /// A required float.
@@ -564,7 +566,12 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    fn value(&mut self, ty: ValueType, key: &str, depth: usize) -> Result<MetadataValue, ParseError> {
+    fn value(
+        &mut self,
+        ty: ValueType,
+        key: &str,
+        depth: usize,
+    ) -> Result<MetadataValue, ParseError> {
         Ok(match ty {
             ValueType::U8 => MetadataValue::U8(self.array::<1>(key)?[0]),
             ValueType::I8 => MetadataValue::I8(i8::from_le_bytes(self.array(key)?)),
@@ -623,7 +630,11 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, ParseError> {
     let version = c.u32("version")?;
     match version {
         2 | 3 => {}
-        1 => return Err(c.err("GGUF version 1 is obsolete; convert the file with a current llama.cpp")),
+        1 => {
+            return Err(
+                c.err("GGUF version 1 is obsolete; convert the file with a current llama.cpp")
+            );
+        }
         v if v.swap_bytes() <= 3 => {
             return Err(c.err("big-endian GGUF is not supported"));
         }
@@ -671,7 +682,9 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, ParseError> {
         if n_dims == 0 || n_dims > MAX_DIMS {
             return Err(ParseError::Format {
                 offset: at,
-                message: format!("tensor `{name}` has {n_dims} dimensions (1 to {MAX_DIMS} allowed)"),
+                message: format!(
+                    "tensor `{name}` has {n_dims} dimensions (1 to {MAX_DIMS} allowed)"
+                ),
             });
         }
         let mut dims = Vec::with_capacity(n_dims as usize);

@@ -7,7 +7,9 @@ use std::path::Path;
 use burn::tensor::Device;
 
 use super::{GgufFile, MetadataValue};
-use crate::config::{AttentionType, Family, GemmaConfig, Rope, gemma2_layer_types, gemma3_layer_types};
+use crate::config::{
+    AttentionType, Family, GemmaConfig, Rope, gemma2_layer_types, gemma3_layer_types,
+};
 use crate::error::{Error, Result};
 use crate::loader::WeightSource;
 use crate::model::Gemma;
@@ -30,9 +32,22 @@ pub(crate) fn arch_name(family: Family) -> &'static str {
 
 /// The attention scale llama.cpp uses for a Gemma, which it derives instead of reading
 /// `query_pre_attn_scalar`: `n_embd / n_head` for the 27B models, `head_dim` otherwise.
-pub(crate) fn llama_cpp_query_scalar(family: Family, layers: usize, hidden: usize, heads: usize, head_dim: usize) -> f64 {
-    let is_27b = matches!((family, layers), (Family::Gemma2, 46) | (Family::Gemma3, 62));
-    if is_27b { (hidden / heads.max(1)) as f64 } else { head_dim as f64 }
+pub(crate) fn llama_cpp_query_scalar(
+    family: Family,
+    layers: usize,
+    hidden: usize,
+    heads: usize,
+    head_dim: usize,
+) -> f64 {
+    let is_27b = matches!(
+        (family, layers),
+        (Family::Gemma2, 46) | (Family::Gemma3, 62)
+    );
+    if is_27b {
+        (hidden / heads.max(1)) as f64
+    } else {
+        head_dim as f64
+    }
 }
 
 /// Builds the decoder config from a GGUF's own metadata.
@@ -68,7 +83,10 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<GemmaConfig> {
     let heads = file.require_usize(&key("attention.head_count"))?;
     let kv_heads = opt_usize("attention.head_count_kv")?.unwrap_or(heads);
     if heads == 0 || hidden == 0 || layers == 0 {
-        return Err(file.meta_error(&key("attention.head_count"), "zero heads, width or layers".into()));
+        return Err(file.meta_error(
+            &key("attention.head_count"),
+            "zero heads, width or layers".into(),
+        ));
     }
     let head_dim = opt_usize("attention.key_length")?.unwrap_or(hidden / heads);
     if let Some(v) = opt_usize("attention.value_length")?
@@ -97,14 +115,18 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<GemmaConfig> {
 
     let vocab = match file.tensor("token_embd.weight") {
         Some(t) if t.dims.len() == 2 => t.dims[1] as usize,
-        _ => match file.get("tokenizer.ggml.tokens").and_then(MetadataValue::as_array) {
+        _ => match file
+            .get("tokenizer.ggml.tokens")
+            .and_then(MetadataValue::as_array)
+        {
             Some(tokens) => tokens.len(),
             None => {
                 return Err(Error::GgufTensor {
                     path: file.path().to_path_buf(),
                     tensor: "token_embd.weight".into(),
-                    message: "missing or not 2-D, and no tokenizer.ggml.tokens to size the vocabulary"
-                        .into(),
+                    message:
+                        "missing or not 2-D, and no tokenizer.ggml.tokens to size the vocabulary"
+                            .into(),
                 });
             }
         },
@@ -141,7 +163,10 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<GemmaConfig> {
                         })
                         .collect::<Result<Vec<_>>>()?
                 }
-                Some(_) => gemma3_layer_types(layers, file.require_usize(&key("attention.sliding_window_pattern"))?),
+                Some(_) => gemma3_layer_types(
+                    layers,
+                    file.require_usize(&key("attention.sliding_window_pattern"))?,
+                ),
             };
             let local = match family {
                 Family::Gemma3 => Rope::new(opt_f64("rope.freq_base_swa")?.unwrap_or(10_000.0)),
@@ -178,7 +203,11 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<GemmaConfig> {
         rope_local,
     )
     .with_rms_norm_eps(eps)
-    .with_sliding_window(if family == Family::Gemma1 { None } else { sliding_window })
+    .with_sliding_window(if family == Family::Gemma1 {
+        None
+    } else {
+        sliding_window
+    })
     .with_tie_word_embeddings(tied)
     .with_max_position_embeddings(opt_usize("context_length")?.unwrap_or(8192));
     if family == Family::Gemma2 {
@@ -186,8 +215,8 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<GemmaConfig> {
             .with_attn_logit_softcapping(opt_f64("attn_logit_softcapping")?.filter(|c| *c > 0.0))
             .with_final_logit_softcapping(opt_f64("final_logit_softcapping")?.filter(|c| *c > 0.0));
     } else if family == Family::Gemma3 {
-        config =
-            config.with_final_logit_softcapping(opt_f64("final_logit_softcapping")?.filter(|c| *c > 0.0));
+        config = config
+            .with_final_logit_softcapping(opt_f64("final_logit_softcapping")?.filter(|c| *c > 0.0));
     }
     let id = |k: &str| -> Result<Option<u32>> {
         match file.get(k) {
@@ -211,8 +240,12 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<GemmaConfig> {
             && eot != eos
         {
             eos_ids.push(eot);
-        } else if let Some(tokens) = file.get("tokenizer.ggml.tokens").and_then(MetadataValue::as_array)
-            && let Some(pos) = tokens.iter().position(|t| t.as_str() == Some("<end_of_turn>"))
+        } else if let Some(tokens) = file
+            .get("tokenizer.ggml.tokens")
+            .and_then(MetadataValue::as_array)
+            && let Some(pos) = tokens
+                .iter()
+                .position(|t| t.as_str() == Some("<end_of_turn>"))
             && pos as u32 != eos
         {
             eos_ids.push(pos as u32);
@@ -260,7 +293,10 @@ fn gguf_name(family: Family, hf: &str) -> Option<(String, bool)> {
 /// The transformers name of every llama.cpp tensor name a Gemma GGUF holds (the inverse of
 /// the writer's mapping).
 pub(crate) fn hf_names(config: &GemmaConfig) -> Vec<(String, String, bool)> {
-    let mut names = vec!["model.embed_tokens.weight".to_string(), "model.norm.weight".to_string()];
+    let mut names = vec![
+        "model.embed_tokens.weight".to_string(),
+        "model.norm.weight".to_string(),
+    ];
     if !config.tie_word_embeddings {
         names.push("lm_head.weight".into());
     }
@@ -276,7 +312,10 @@ pub(crate) fn hf_names(config: &GemmaConfig) -> Vec<(String, String, bool)> {
         "post_attention_layernorm.weight",
     ];
     if config.family != Family::Gemma1 {
-        per_layer.extend(["pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight"]);
+        per_layer.extend([
+            "pre_feedforward_layernorm.weight",
+            "post_feedforward_layernorm.weight",
+        ]);
     }
     if config.family == Family::Gemma3 {
         per_layer.extend(["self_attn.q_norm.weight", "self_attn.k_norm.weight"]);
@@ -301,7 +340,9 @@ pub struct GgufSource<'a> {
 
 impl std::fmt::Debug for GgufSource<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GgufSource").field("file", &self.file.path()).finish_non_exhaustive()
+        f.debug_struct("GgufSource")
+            .field("file", &self.file.path())
+            .finish_non_exhaustive()
     }
 }
 
@@ -367,7 +408,9 @@ impl WeightSource for GgufSource<'_> {
     fn read_norm_scale(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
         let (values, norm) = self.read_raw(name, expected)?;
         if !norm {
-            return Err(Error::InvalidInput(format!("`{name}` is not a norm weight")));
+            return Err(Error::InvalidInput(format!(
+                "`{name}` is not a norm weight"
+            )));
         }
         // GGUF stores exactly the scale the model holds.
         Ok(values)

@@ -123,8 +123,10 @@ impl GgufWriter {
             };
             w.write_all(&GGUF_MAGIC).map_err(io)?;
             w.write_all(&3u32.to_le_bytes()).map_err(io)?;
-            w.write_all(&(self.tensors.len() as u64).to_le_bytes()).map_err(io)?;
-            w.write_all(&(self.metadata.len() as u64).to_le_bytes()).map_err(io)?;
+            w.write_all(&(self.tensors.len() as u64).to_le_bytes())
+                .map_err(io)?;
+            w.write_all(&(self.metadata.len() as u64).to_le_bytes())
+                .map_err(io)?;
             let mut header = Vec::new();
             for (key, value) in &self.metadata {
                 put_string(&mut header, key);
@@ -148,7 +150,8 @@ impl GgufWriter {
             let mut pos = 24 + header.len() as u64;
             let pad = |w: &mut BufWriter<_>, pos: &mut u64| -> Result<()> {
                 let target = pos.div_ceil(alignment) * alignment;
-                w.write_all(&vec![0u8; (target - *pos) as usize]).map_err(io)?;
+                w.write_all(&vec![0u8; (target - *pos) as usize])
+                    .map_err(io)?;
                 *pos = target;
                 Ok(())
             };
@@ -299,7 +302,8 @@ pub fn write_gemma(
         config.head_dim,
     );
     let strict = options.llama_cpp_compatible;
-    let scalar_differs = config.family != Family::Gemma1 && config.query_pre_attn_scalar != llama_scalar;
+    let scalar_differs =
+        config.family != Family::Gemma1 && config.query_pre_attn_scalar != llama_scalar;
     if strict && scalar_differs {
         return Err(refuse(
             &format!("{arch}.attention.key_length"),
@@ -319,11 +323,16 @@ pub fn write_gemma(
     w.set("general.name", s(&options.name));
     w.set("general.file_type", MetadataValue::U32(ftype));
     w.set("general.quantization_version", MetadataValue::U32(2));
-    w.set("general.alignment", MetadataValue::U32(DEFAULT_ALIGNMENT as u32));
+    w.set(
+        "general.alignment",
+        MetadataValue::U32(DEFAULT_ALIGNMENT as u32),
+    );
     let k = |name: &str| format!("{arch}.{name}");
     w.set(
         k("context_length"),
-        u(options.context_length.unwrap_or(config.max_position_embeddings)),
+        u(options
+            .context_length
+            .unwrap_or(config.max_position_embeddings)),
     );
     w.set(k("embedding_length"), u(config.hidden_size));
     w.set(k("block_count"), u(config.num_hidden_layers));
@@ -332,14 +341,23 @@ pub fn write_gemma(
     w.set(k("attention.head_count_kv"), u(config.num_key_value_heads));
     w.set(k("attention.key_length"), u(config.head_dim));
     w.set(k("attention.value_length"), u(config.head_dim));
-    w.set(k("attention.layer_norm_rms_epsilon"), f(config.rms_norm_eps));
+    w.set(
+        k("attention.layer_norm_rms_epsilon"),
+        f(config.rms_norm_eps),
+    );
     w.set(k("rope.freq_base"), f(config.rope_global.theta));
     if config.rope_global.linear_factor != 1.0 {
         w.set(k("rope.scaling.type"), s("linear"));
-        w.set(k("rope.scaling.factor"), f(config.rope_global.linear_factor));
+        w.set(
+            k("rope.scaling.factor"),
+            f(config.rope_global.linear_factor),
+        );
     }
     if scalar_differs {
-        w.set(k("attention.query_pre_attn_scalar"), f(config.query_pre_attn_scalar));
+        w.set(
+            k("attention.query_pre_attn_scalar"),
+            f(config.query_pre_attn_scalar),
+        );
     }
     let n = config.num_hidden_layers;
     let layer_flags = || {
@@ -355,7 +373,10 @@ pub fn write_gemma(
     match config.family {
         Family::Gemma1 => {
             if config.layer_types.iter().any(|t| *t != AttentionType::Full) {
-                return Err(refuse(&k("attention.sliding_window"), "Gemma 1 has no sliding layers".into()));
+                return Err(refuse(
+                    &k("attention.sliding_window"),
+                    "Gemma 1 has no sliding layers".into(),
+                ));
             }
         }
         Family::Gemma2 => {
@@ -369,9 +390,18 @@ pub fn write_gemma(
                     ));
                 }
             }
-            w.set(k("attention.sliding_window"), u(config.sliding_window.unwrap_or(4096)));
-            w.set(k("attn_logit_softcapping"), f(config.attn_logit_softcapping.unwrap_or(0.0)));
-            w.set(k("final_logit_softcapping"), f(config.final_logit_softcapping.unwrap_or(0.0)));
+            w.set(
+                k("attention.sliding_window"),
+                u(config.sliding_window.unwrap_or(4096)),
+            );
+            w.set(
+                k("attn_logit_softcapping"),
+                f(config.attn_logit_softcapping.unwrap_or(0.0)),
+            );
+            w.set(
+                k("final_logit_softcapping"),
+                f(config.final_logit_softcapping.unwrap_or(0.0)),
+            );
         }
         Family::Gemma3 => {
             if let Some(cap) = config.final_logit_softcapping {
@@ -393,7 +423,10 @@ pub fn write_gemma(
                     ));
                 }
             };
-            w.set(k("attention.sliding_window"), u(config.sliding_window.unwrap_or(512)));
+            w.set(
+                k("attention.sliding_window"),
+                u(config.sliding_window.unwrap_or(512)),
+            );
             w.set(k("rope.freq_base_swa"), f(config.rope_local.theta));
         }
     }
@@ -408,14 +441,23 @@ pub fn write_gemma(
     for (hf, g, _norm) in &names {
         let shape = hf_shape(model, hf)?;
         let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
-        let ty = if dims.len() == 1 { GgmlType::F32 } else { options.weight_type };
-        w.add_tensor(g.clone(), dims, ty).map_err(|e| with_path(e, path))?;
+        let ty = if dims.len() == 1 {
+            GgmlType::F32
+        } else {
+            options.weight_type
+        };
+        w.add_tensor(g.clone(), dims, ty)
+            .map_err(|e| with_path(e, path))?;
     }
     w.write(path, |i, g| {
         let (hf, _, _) = &names[i];
         // Norms: the model holds the scale 1 + w, which is what GGUF stores.
         let values = hf_values(model, hf)?;
-        let ty = if hf_shape(model, hf)?.len() == 1 { GgmlType::F32 } else { options.weight_type };
+        let ty = if hf_shape(model, hf)?.len() == 1 {
+            GgmlType::F32
+        } else {
+            options.weight_type
+        };
         quant::quantize(ty, &values).map_err(|e| Error::GgufTensor {
             path: path.to_path_buf(),
             tensor: g.to_string(),
@@ -426,7 +468,9 @@ pub fn write_gemma(
 
 fn with_path(e: Error, path: &Path) -> Error {
     match e {
-        Error::GgufTensor { tensor, message, .. } => Error::GgufTensor {
+        Error::GgufTensor {
+            tensor, message, ..
+        } => Error::GgufTensor {
             path: path.to_path_buf(),
             tensor,
             message,
@@ -452,7 +496,13 @@ fn weight<'a>(model: &'a Gemma, hf: &str) -> Result<Weight<'a>> {
     match name {
         "embed_tokens.weight" => return Ok(Weight::Embedding(&model.embed_tokens)),
         "norm.weight" => return Ok(Weight::Norm(&model.norm)),
-        "lm_head.weight" => return model.lm_head.as_ref().map(Weight::Linear).ok_or_else(missing),
+        "lm_head.weight" => {
+            return model
+                .lm_head
+                .as_ref()
+                .map(Weight::Linear)
+                .ok_or_else(missing);
+        }
         _ => {}
     }
     let (layer, rest) = name
@@ -523,7 +573,10 @@ impl GgufVocab {
                 v.iter().map(|s| MetadataValue::String(s.clone())).collect(),
             )
         };
-        w.set("tokenizer.ggml.model", MetadataValue::String(self.model.clone()));
+        w.set(
+            "tokenizer.ggml.model",
+            MetadataValue::String(self.model.clone()),
+        );
         if let Some(pre) = &self.pre {
             w.set("tokenizer.ggml.pre", MetadataValue::String(pre.clone()));
         }
@@ -531,13 +584,19 @@ impl GgufVocab {
         if let Some(scores) = &self.scores {
             w.set(
                 "tokenizer.ggml.scores",
-                MetadataValue::Array(ValueType::F32, scores.iter().map(|&x| MetadataValue::F32(x)).collect()),
+                MetadataValue::Array(
+                    ValueType::F32,
+                    scores.iter().map(|&x| MetadataValue::F32(x)).collect(),
+                ),
             );
         }
         if let Some(types) = &self.token_types {
             w.set(
                 "tokenizer.ggml.token_type",
-                MetadataValue::Array(ValueType::I32, types.iter().map(|&x| MetadataValue::I32(x)).collect()),
+                MetadataValue::Array(
+                    ValueType::I32,
+                    types.iter().map(|&x| MetadataValue::I32(x)).collect(),
+                ),
             );
         }
         if let Some(merges) = &self.merges {
@@ -553,8 +612,17 @@ impl GgufVocab {
                 w.set(key, MetadataValue::U32(id));
             }
         }
-        w.set("tokenizer.ggml.add_bos_token", MetadataValue::Bool(self.add_bos));
-        w.set("tokenizer.ggml.add_eos_token", MetadataValue::Bool(self.add_eos));
-        w.set("tokenizer.ggml.add_space_prefix", MetadataValue::Bool(self.add_space_prefix));
+        w.set(
+            "tokenizer.ggml.add_bos_token",
+            MetadataValue::Bool(self.add_bos),
+        );
+        w.set(
+            "tokenizer.ggml.add_eos_token",
+            MetadataValue::Bool(self.add_eos),
+        );
+        w.set(
+            "tokenizer.ggml.add_space_prefix",
+            MetadataValue::Bool(self.add_space_prefix),
+        );
     }
 }
