@@ -1,6 +1,7 @@
 //! The GGUF container: every metadata type round-trips through the writer and reader, and
 //! corrupt files (truncated at every byte, bad magic, unknown tensor type, data past the end,
 //! invalid UTF-8, absurd counts) are typed errors, never panics or huge allocations.
+#![allow(clippy::unwrap_used)] // test helpers
 
 use kwx_core::Error;
 use kwx_core::gguf::{GgmlType, GgufFile, GgufWriter, MetadataValue, ValueType, parse_header};

@@ -2,6 +2,7 @@
 //! fixture families; F16, BF16 and Q8_0 store exactly what their codecs produce; the real
 //! Gemma 3 270M re-exported to Q8_0 keeps its greedy continuation and its vocabulary; models
 //! llama.cpp would compute differently are refused in compatible mode.
+#![allow(clippy::unwrap_used)] // test helpers
 
 use std::path::{Path, PathBuf};
 

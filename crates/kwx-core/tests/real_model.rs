@@ -6,6 +6,7 @@
 //! window): the tokenizer's ids, the top-10 next-token ids and their logits (≤ 0.05), and the
 //! 16-token greedy continuation (identical). The model is missing → the test fails and says how
 //! to fetch it; it never skips.
+#![allow(clippy::unwrap_used)] // test helpers
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

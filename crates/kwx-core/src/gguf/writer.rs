@@ -80,7 +80,7 @@ impl GgufWriter {
         let n: u64 = dims.iter().product();
         let n_bytes = ggml_type
             .bytes_for(n)
-            .filter(|_| dims[0] % ggml_type.block_size() as u64 == 0)
+            .filter(|_| dims[0].is_multiple_of(ggml_type.block_size() as u64))
             .ok_or_else(|| {
                 bad(format!(
                     "rows of {} values are not whole {} blocks of {}",
