@@ -2,5 +2,8 @@
 //!
 //! The Korean pharmaceutical domain dictionary (term, category, definition, aliases) and the
 //! seeded dataset builder that turns it into prompt, instruction-tuning and SFT examples in JSONL.
-//!
-//! Not built yet. It depends on no model or training code.
+//! It depends on no model or training code.
+
+pub mod dictionary;
+
+pub use dictionary::{Category, Entry};
