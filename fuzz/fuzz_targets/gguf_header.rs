@@ -16,6 +16,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = file.dequantize(&t.name);
         }
         let _ = kwx_core::gguf::config_from_gguf(&file);
-        let _ = kwx_core::gguf::GgufVocab::from_gguf(&file);
+        if let Ok(vocab) = kwx_core::gguf::GgufVocab::from_gguf(&file) {
+            let _ = vocab.to_tokenizer();
+        }
     }
 });

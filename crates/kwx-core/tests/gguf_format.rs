@@ -154,6 +154,17 @@ fn bad_magic_and_version() {
     assert!(matches!(err, Error::GgufFormat { offset: 0, .. }), "{err}");
     assert!(err.to_string().contains("magic"), "{err}");
 
+    // Version 2 has the same layout as 3 (64-bit counts) and reads identically.
+    let mut bytes = good.clone();
+    bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+    let v2 = open_bytes(bytes).unwrap();
+    assert_eq!(v2.version(), 2);
+    assert_eq!(v2.metadata(), open_bytes(good.clone()).unwrap().metadata());
+    let mut bytes = good.clone();
+    bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+    let err = open_bytes(bytes).unwrap_err();
+    assert!(err.to_string().contains("version 1 is obsolete"), "{err}");
+
     let mut bytes = good.clone();
     bytes[4..8].copy_from_slice(&7u32.to_le_bytes());
     let err = open_bytes(bytes).unwrap_err();
