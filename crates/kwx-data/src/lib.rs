@@ -5,5 +5,6 @@
 //! It depends on no model or training code.
 
 pub mod dictionary;
+pub mod jsonl;
 
 pub use dictionary::{Category, Entry};
