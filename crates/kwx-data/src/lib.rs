@@ -6,5 +6,6 @@
 
 pub mod dictionary;
 pub mod jsonl;
+pub mod training;
 
 pub use dictionary::{Category, Entry};
