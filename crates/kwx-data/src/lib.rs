@@ -4,8 +4,10 @@
 //! seeded dataset builder that turns it into prompt, instruction-tuning and SFT examples in JSONL.
 //! It depends on no model or training code.
 
+pub mod builder;
 pub mod dictionary;
 pub mod jsonl;
+pub mod split;
 pub mod training;
 
 pub use dictionary::{Category, Entry};
