@@ -330,7 +330,10 @@ impl Dictionary {
             Some((_, header)) => {
                 return Err(parse_error(
                     1,
-                    format!("expected the header `{}`, found `{header}`", TSV_HEADER.escape_debug()),
+                    format!(
+                        "expected the header `{}`, found `{header}`",
+                        TSV_HEADER.escape_debug()
+                    ),
                 ));
             }
             None => {
@@ -357,13 +360,12 @@ impl Dictionary {
                     ),
                 ));
             };
-            let category = Category::from_name(category).ok_or_else(|| {
-                DictionaryError::UnknownCategory {
+            let category =
+                Category::from_name(category).ok_or_else(|| DictionaryError::UnknownCategory {
                     path: path.to_path_buf(),
                     line,
                     category: category.to_owned(),
-                }
-            })?;
+                })?;
             let entry = Entry {
                 term: term.to_owned(),
                 category,
@@ -403,17 +405,23 @@ impl Dictionary {
 
     /// The entry named by `surface`, as its term or one of its aliases (`임신부` → `임산부`).
     pub fn resolve(&self, surface: &str) -> Option<&Entry> {
-        self.by_surface.get(surface).map(|&index| &self.entries[index])
+        self.by_surface
+            .get(surface)
+            .map(|&index| &self.entries[index])
     }
 
     /// The entries of one category, in file order.
     pub fn by_category(&self, category: Category) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().filter(move |entry| entry.category == category)
+        self.entries
+            .iter()
+            .filter(move |entry| entry.category == category)
     }
 
     /// Every surface form (each term, then its aliases) with its entry, in file order.
     pub fn surfaces(&self) -> impl Iterator<Item = (&str, &Entry)> {
-        self.entries.iter().flat_map(|entry| entry.surfaces().map(move |s| (s, entry)))
+        self.entries
+            .iter()
+            .flat_map(|entry| entry.surfaces().map(move |s| (s, entry)))
     }
 
     /// JSON Lines, one object per entry with fields in the order term, category, definition,
@@ -439,8 +447,14 @@ impl Dictionary {
             }
             out.push_str("[[entry]]\n");
             out.push_str(&format!("term = {}\n", toml_string(&entry.term)));
-            out.push_str(&format!("category = {}\n", toml_string(entry.category.name())));
-            out.push_str(&format!("definition = {}\n", toml_string(&entry.definition)));
+            out.push_str(&format!(
+                "category = {}\n",
+                toml_string(entry.category.name())
+            ));
+            out.push_str(&format!(
+                "definition = {}\n",
+                toml_string(&entry.definition)
+            ));
             let aliases: Vec<String> = entry.aliases.iter().map(|a| toml_string(a)).collect();
             out.push_str(&format!("aliases = [{}]\n", aliases.join(", ")));
             if let Some(english) = &entry.english {
@@ -572,7 +586,11 @@ impl<'a> Builder<'a> {
         self.by_surface.insert(entry.term.clone(), index);
         for alias in &entry.aliases {
             if let Some(&owner) = self.by_surface.get(alias) {
-                let other_term = if owner == index { &entry.term } else { &self.entries[owner].term };
+                let other_term = if owner == index {
+                    &entry.term
+                } else {
+                    &self.entries[owner].term
+                };
                 let err = DictionaryError::AliasConflict {
                     path: path.to_path_buf(),
                     line,
@@ -650,12 +668,13 @@ struct RawEntry {
 
 impl RawEntry {
     fn into_entry(self, path: &Path, line: usize) -> Result<Entry, DictionaryError> {
-        let category =
-            Category::from_name(&self.category).ok_or_else(|| DictionaryError::UnknownCategory {
+        let category = Category::from_name(&self.category).ok_or_else(|| {
+            DictionaryError::UnknownCategory {
                 path: path.to_path_buf(),
                 line,
                 category: self.category,
-            })?;
+            }
+        })?;
         Ok(Entry {
             term: self.term,
             category,
@@ -683,13 +702,17 @@ enum Format {
 impl Format {
     fn of(path: &Path) -> Result<Self, DictionaryError> {
         let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        [("jsonl", Format::Jsonl), ("toml", Format::Toml), ("tsv", Format::Tsv)]
-            .into_iter()
-            .find(|(name, _)| extension.eq_ignore_ascii_case(name))
-            .map(|(_, format)| format)
-            .ok_or_else(|| DictionaryError::UnknownFormat {
-                path: path.to_path_buf(),
-            })
+        [
+            ("jsonl", Format::Jsonl),
+            ("toml", Format::Toml),
+            ("tsv", Format::Tsv),
+        ]
+        .into_iter()
+        .find(|(name, _)| extension.eq_ignore_ascii_case(name))
+        .map(|(_, format)| format)
+        .ok_or_else(|| DictionaryError::UnknownFormat {
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -700,7 +723,11 @@ fn strip_bom(text: &str) -> &str {
 /// The 1-based line holding byte `offset`.
 fn line_of(text: &str, offset: usize) -> usize {
     let offset = offset.min(text.len());
-    text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// A TOML basic string: quoted, with `"`, `\` and control characters escaped.

@@ -60,12 +60,30 @@ fn bundled_definitions_are_one_korean_sentence() {
     let hangul = |c: char| ('\u{AC00}'..='\u{D7A3}').contains(&c);
     let mut surfaces = HashSet::new();
     for e in d.entries() {
-        assert!(e.definition.ends_with("다."), "{}: {}", e.term, e.definition);
-        assert!(!e.definition.trim_end_matches('.').contains(". "), "{}: two sentences", e.term);
+        assert!(
+            e.definition.ends_with("다."),
+            "{}: {}",
+            e.term,
+            e.definition
+        );
+        assert!(
+            !e.definition.trim_end_matches('.').contains(". "),
+            "{}: two sentences",
+            e.term
+        );
         assert!(e.definition.chars().any(hangul), "{}", e.term);
-        assert!(e.term.chars().any(|c| hangul(c) || c.is_ascii_alphanumeric()), "{}", e.term);
+        assert!(
+            e.term
+                .chars()
+                .any(|c| hangul(c) || c.is_ascii_alphanumeric()),
+            "{}",
+            e.term
+        );
         for s in e.surfaces() {
-            assert!(surfaces.insert(s.to_string()), "surface `{s}` appears twice");
+            assert!(
+                surfaces.insert(s.to_string()),
+                "surface `{s}` appears twice"
+            );
             assert!(std::ptr::eq(d.resolve(s).unwrap(), e), "{s}");
         }
     }
@@ -121,14 +139,17 @@ fn duplicate_term_names_both_lines() {
 fn empty_definition_names_the_field() {
     let bad = r#"{"term":"해열","category":"symptom","definition":"  ","aliases":[]}"#;
     match jsonl(&format!("{A}\n{bad}\n")).unwrap_err() {
-        DictionaryError::EmptyField { line, field, .. } => assert_eq!((line, field), (2, "definition")),
+        DictionaryError::EmptyField { line, field, .. } => {
+            assert_eq!((line, field), (2, "definition"))
+        }
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
 fn unknown_category_lists_the_known_ones() {
-    let bad = r#"{"term":"해열","category":"symptoms","definition":"해열은 열을 내리는 작용이다."}"#;
+    let bad =
+        r#"{"term":"해열","category":"symptoms","definition":"해열은 열을 내리는 작용이다."}"#;
     let err = jsonl(&format!("{A}\n{B}\n{bad}\n")).unwrap_err();
     let message = err.to_string();
     match err {
@@ -137,7 +158,10 @@ fn unknown_category_lists_the_known_ones() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(message.contains("dosage_form") && message.contains("drug_class"), "{message}");
+    assert!(
+        message.contains("dosage_form") && message.contains("drug_class"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -149,7 +173,10 @@ fn malformed_json_names_the_line() {
     }
     // A missing field is a parse error on its line that names the field.
     let err = jsonl(r#"{"term":"해열","category":"symptom"}"#).unwrap_err();
-    assert!(matches!(err, DictionaryError::Parse { line: 1, .. }), "{err}");
+    assert!(
+        matches!(err, DictionaryError::Parse { line: 1, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("definition"), "{err}");
 }
 
@@ -164,7 +191,10 @@ fn alias_conflicts_are_rejected() {
             term,
             other_term,
             ..
-        } => assert_eq!((line, alias.as_str(), term.as_str(), other_term.as_str()), (3, "임산부", "임부", "임산부")),
+        } => assert_eq!(
+            (line, alias.as_str(), term.as_str(), other_term.as_str()),
+            (3, "임산부", "임부", "임산부")
+        ),
         other => panic!("{other:?}"),
     }
     // An alias equal to another entry's alias.
@@ -174,7 +204,8 @@ fn alias_conflicts_are_rejected() {
         DictionaryError::AliasConflict { line: 2, .. }
     ));
     // A term equal to an earlier alias.
-    let bad = r#"{"term":"임신부","category":"population","definition":"임신부는 임신한 여성이다."}"#;
+    let bad =
+        r#"{"term":"임신부","category":"population","definition":"임신부는 임신한 여성이다."}"#;
     assert!(matches!(
         jsonl(&format!("{B}\n{bad}\n")).unwrap_err(),
         DictionaryError::AliasConflict { .. } | DictionaryError::DuplicateTerm { .. }
@@ -201,7 +232,10 @@ fn tsv_and_toml_errors_name_the_line() {
 fn files_by_extension_and_io_errors() {
     let dir = tempfile::tempdir().unwrap();
     let err = Dictionary::from_path(dir.path().join("d.csv")).unwrap_err();
-    assert!(matches!(err, DictionaryError::UnknownFormat { .. }), "{err}");
+    assert!(
+        matches!(err, DictionaryError::UnknownFormat { .. }),
+        "{err}"
+    );
     let missing = dir.path().join("nope").join("d.jsonl");
     let d = Dictionary::new(vec![Entry {
         term: "진통".into(),
