@@ -78,21 +78,22 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
 
     let t0 = Instant::now();
-    let spinner = ProgressBar::new_spinner();
-    spinner.set_message(format!(
-        "generating {} examples from {} terms",
-        args.train + args.val + args.test,
-        dictionary.len()
-    ));
-    spinner.enable_steady_tick(Duration::from_millis(100));
+    let total = args.train + args.val + args.test;
+    let pb = bar(total as u64, "generate");
+    pb.enable_steady_tick(Duration::from_millis(200));
     let held_out = HeldOutSplit::new(dictionary, args.held_out_fraction, args.seed)?;
     let builder = DatasetBuilder::new(dictionary).seed(args.seed);
-    let splits = held_out.build(
+    let splits = held_out.build_with_progress(
         &builder,
         (args.train, args.val, args.test),
         args.held_out_rate,
+        |done| {
+            if done % 1024 == 0 || done == total {
+                pb.set_position(done as u64);
+            }
+        },
     )?;
-    spinner.finish_and_clear();
+    pb.finish_and_clear();
     let generated = t0.elapsed();
 
     let mut summary = serde_json::Map::new();

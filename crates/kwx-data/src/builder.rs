@@ -856,6 +856,15 @@ impl<'d> DatasetBuilder<'d> {
 
     /// Builds the examples. The same settings and seed give the same examples, byte for byte.
     pub fn build(&self) -> Result<Vec<Example>, BuildError> {
+        self.build_with_progress(|_| {})
+    }
+
+    /// [`DatasetBuilder::build`], calling `on_example(done)` after each example (for a progress
+    /// bar); the examples are the same.
+    pub fn build_with_progress(
+        &self,
+        mut on_example: impl FnMut(usize),
+    ) -> Result<Vec<Example>, BuildError> {
         for (name, value) in [
             ("alias_rate", self.alias_rate),
             ("no_keyword_rate", self.no_keyword_rate),
@@ -870,6 +879,7 @@ impl<'d> DatasetBuilder<'d> {
         let mut out = Vec::with_capacity(self.n);
         for index in 0..self.n {
             out.push(plan.example(self, &mut rng, index)?);
+            on_example(index + 1);
         }
         Ok(out)
     }

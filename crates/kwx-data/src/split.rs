@@ -177,8 +177,20 @@ impl HeldOutSplit {
         sizes: (usize, usize, usize),
         held_out_rate: f32,
     ) -> Result<Splits, SplitError> {
+        self.build_with_progress(builder, sizes, held_out_rate, |_| {})
+    }
+
+    /// [`HeldOutSplit::build`], calling `on_example(done)` with the number of examples built so
+    /// far over all three sets (for a progress bar); the sets are the same.
+    pub fn build_with_progress(
+        &self,
+        builder: &DatasetBuilder<'_>,
+        sizes: (usize, usize, usize),
+        held_out_rate: f32,
+        mut on_example: impl FnMut(usize),
+    ) -> Result<Splits, SplitError> {
         let seed = builder.current_seed();
-        let set = |k: u64, n: usize, prefix: &str, rate: f32| {
+        let mut set = |k: u64, n: usize, prefix: &str, rate: f32, before: usize| {
             builder
                 .clone()
                 .seed(mix(seed, k))
@@ -186,12 +198,12 @@ impl HeldOutSplit {
                 .id_prefix(prefix)
                 .held_out_terms(self.terms.iter().cloned())
                 .held_out_rate(rate)
-                .build()
+                .build_with_progress(|done| on_example(before + done))
         };
         Ok(Splits {
-            train: set(1, sizes.0, "train", 0.0)?,
-            val: set(2, sizes.1, "val", held_out_rate)?,
-            test: set(3, sizes.2, "test", held_out_rate)?,
+            train: set(1, sizes.0, "train", 0.0, 0)?,
+            val: set(2, sizes.1, "val", held_out_rate, sizes.0)?,
+            test: set(3, sizes.2, "test", held_out_rate, sizes.0 + sizes.1)?,
         })
     }
 }

@@ -738,3 +738,25 @@ fn bad_settings_are_errors() {
         .expect("builds");
     assert!(only_plain.iter().all(|e| e.labels.is_empty()));
 }
+
+#[test]
+fn progress_reports_every_example_and_changes_nothing() {
+    let dictionary = kwx_data::dictionary::Dictionary::bundled();
+    let builder = kwx_data::builder::DatasetBuilder::new(dictionary)
+        .seed(3)
+        .n(300);
+    let mut seen = Vec::new();
+    let with = builder.build_with_progress(|done| seen.push(done)).unwrap();
+    assert_eq!(seen, (1..=300).collect::<Vec<_>>());
+    assert_eq!(with, builder.build().unwrap());
+    let split = kwx_data::split::HeldOutSplit::new(dictionary, 0.1, 3).unwrap();
+    let mut last = 0;
+    let a = split
+        .build_with_progress(&builder, (50, 20, 30), 0.5, |done| {
+            assert_eq!(done, last + 1);
+            last = done;
+        })
+        .unwrap();
+    assert_eq!(last, 100);
+    assert_eq!(a, split.build(&builder, (50, 20, 30), 0.5).unwrap());
+}
