@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 use kwx::core::burn::tensor::Device;
-use kwx::core::{ChatMessage, Gemma, GemmaTokenizer, GenerationConfig, Generator};
+use kwx::core::{ChatMessage, Gemma, GenerationConfig, Generator};
 
 #[derive(Parser, Debug)]
 #[command(about = "Generate text with a Gemma model")]
@@ -62,9 +62,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = Device::default();
     let t0 = Instant::now();
-    let model = Gemma::load(&args.model, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    let tokenizer = GemmaTokenizer::for_model(&args.model, args.tokenizer.as_deref())?;
+    let (model, tokenizer) =
+        Gemma::load_with_tokenizer(&args.model, args.tokenizer.as_deref(), &device)
+            .with_context(|| format!("loading {}", args.model.display()))?;
     eprintln!("loaded in {:.1}s", t0.elapsed().as_secs_f32());
 
     let prompt = if args.chat {

@@ -77,7 +77,19 @@ fn f32_export_reads_back_with_identical_logits() {
             &lax(),
         )
         .unwrap();
-        let back = Gemma::from_gguf(&out, &device).unwrap();
+        let (back, tokenizer) = Gemma::load_with_tokenizer(&out, None, &device).unwrap();
+        // The tokenizer rebuilt from the export's metadata encodes as the source tokenizer.json.
+        let source = match fixture(name).join("tokenizer.json") {
+            p if p.exists() => p,
+            _ => fixture("gemma3_gqa_sharded_bf16").join("tokenizer.json"),
+        };
+        let source = tokenizers::Tokenizer::from_file(source).unwrap();
+        let text = "진통과 해열 효과가 있는 파스형 의약품은 임산부와 노인에게 적합합니다. Paris";
+        assert_eq!(
+            tokenizer.encode(text, true).unwrap(),
+            source.encode(text, true).unwrap().get_ids(),
+            "{name}: tokenizer from the export"
+        );
         // Same config (the GGUF carries everything the decoder needs). End-of-sequence ids: a
         // GGUF without `tokenizer.ggml.eot_token_id` also stops at <end_of_turn>, as llama.cpp
         // does, so a config with one eos id reads back with <end_of_turn> (id 5 here) added.

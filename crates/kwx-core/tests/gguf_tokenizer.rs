@@ -29,34 +29,22 @@ const GGUF_VOCAB: u32 = 262_144;
 const EXTRA_TOKEN: &str = "<image_soft_token>";
 const MIN_CORPUS_LINES: usize = 2000;
 
-/// `$KWX_HOME`, else `$HOME/.cache/kwx`: where `scripts/fetch_model.sh` puts the model.
-fn kwx_home() -> PathBuf {
-    match std::env::var_os("KWX_HOME").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
-            .join(".cache")
-            .join("kwx"),
-    }
+/// The fetched real-model files (`kwx_core::home`); the error says to run
+/// `scripts/fetch_model.sh` when they are missing.
+fn gguf_path() -> PathBuf {
+    kwx_core::home::gemma3_270m_gguf().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A file of the fetched Gemma 3 270M; fails the test with instructions when it is missing.
-fn model_file(name: &str) -> PathBuf {
-    let path = kwx_home().join("gemma-3-270m").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `scripts/fetch_model.sh` to fetch the Gemma 3 270M GGUF and its \
-         tokenizer.json (set KWX_HOME to choose the cache directory)",
-        path.display()
-    );
-    path
+fn tokenizer_json() -> PathBuf {
+    kwx_core::home::gemma3_270m_tokenizer().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// (tokenizer built from the GGUF, tokenizer.json), built once for all tests.
 fn tokenizers() -> &'static (Tokenizer, Tokenizer) {
     static CELL: OnceLock<(Tokenizer, Tokenizer)> = OnceLock::new();
     CELL.get_or_init(|| {
-        let gguf_path = model_file("gemma-3-270m-q4_k_m.gguf");
-        let json_path = model_file("tokenizer.json");
+        let gguf_path = gguf_path();
+        let json_path = tokenizer_json();
         let file = GgufFile::open(&gguf_path).unwrap();
         let start = Instant::now();
         let from_gguf = tokenizer_from_gguf(&file).unwrap();
@@ -206,7 +194,7 @@ fn vocabulary_and_added_tokens_match() {
 fn serialized_pipeline_equals_tokenizer_json() {
     let (gguf, _) = tokenizers();
     let ours = serde_json::to_value(gguf).unwrap();
-    let text = std::fs::read_to_string(model_file("tokenizer.json")).unwrap();
+    let text = std::fs::read_to_string(tokenizer_json()).unwrap();
     let mut theirs: serde_json::Value = serde_json::from_str(&text).unwrap();
     let added = theirs["added_tokens"].as_array_mut().unwrap();
     let last = added.pop().unwrap();
@@ -597,7 +585,7 @@ fn from_hf_tokenizer_reproduces_the_real_gguf_vocabulary() {
         "from_hf_tokenizer on Gemma 3's tokenizer.json: {:.2?}",
         start.elapsed()
     );
-    let file = GgufFile::open(model_file("gemma-3-270m-q4_k_m.gguf")).unwrap();
+    let file = GgufFile::open(gguf_path()).unwrap();
     let theirs = GgufVocab::from_gguf(&file).unwrap();
 
     assert_eq!(ours.model, theirs.model);

@@ -489,6 +489,36 @@ impl Gemma {
     }
 }
 
+impl Gemma {
+    /// A model and its tokenizer from a folder or a `.gguf` file, the GGUF parsed once for
+    /// both. The tokenizer is `tokenizer` when given (a `tokenizer.json`), else the folder's
+    /// `tokenizer.json` or the GGUF's own vocabulary.
+    pub fn load_with_tokenizer(
+        path: impl AsRef<Path>,
+        tokenizer: Option<&Path>,
+        device: &Device,
+    ) -> Result<(Self, crate::tokenizer::GemmaTokenizer)> {
+        use crate::tokenizer::GemmaTokenizer;
+        let path = path.as_ref();
+        if is_gguf(path) {
+            let file = GgufFile::open(path)?;
+            let model = Self::from_gguf_file(&file, device)?;
+            let tok = match tokenizer {
+                Some(json) => GemmaTokenizer::from_file(json)?,
+                None => GemmaTokenizer::from_tokenizer(super::tokenizer_from_gguf(&file)?),
+            };
+            Ok((model, tok))
+        } else {
+            let model = Self::from_pretrained(path, device)?;
+            let tok = match tokenizer {
+                Some(json) => GemmaTokenizer::from_file(json)?,
+                None => GemmaTokenizer::from_dir(path)?,
+            };
+            Ok((model, tok))
+        }
+    }
+}
+
 /// Whether `path` is a GGUF file (by its magic; a folder is not).
 pub fn is_gguf(path: &Path) -> bool {
     use std::io::Read;
@@ -507,16 +537,5 @@ impl crate::tokenizer::GemmaTokenizer {
     pub fn from_gguf(path: impl AsRef<Path>) -> Result<Self> {
         let file = GgufFile::open(path)?;
         Ok(Self::from_tokenizer(super::tokenizer_from_gguf(&file)?))
-    }
-
-    /// The tokenizer for a model at `model` (folder or `.gguf`): `tokenizer` when given (a
-    /// `tokenizer.json`), else the folder's `tokenizer.json` or the GGUF's own vocabulary.
-    pub fn for_model(model: impl AsRef<Path>, tokenizer: Option<&Path>) -> Result<Self> {
-        let model = model.as_ref();
-        match tokenizer {
-            Some(file) => Self::from_file(file),
-            None if is_gguf(model) => Self::from_gguf(model),
-            None => Self::from_dir(model),
-        }
     }
 }

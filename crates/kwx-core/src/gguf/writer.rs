@@ -438,6 +438,7 @@ pub fn write_gemma(
 
     // Tensors: llama.cpp names, GGUF dims (reversed PyTorch shape), norms as the scale 1 + w.
     let names = hf_names(config);
+    let mut types = Vec::with_capacity(names.len());
     for (hf, g, _norm) in &names {
         let shape = hf_shape(model, hf)?;
         let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
@@ -448,17 +449,12 @@ pub fn write_gemma(
         };
         w.add_tensor(g.clone(), dims, ty)
             .map_err(|e| with_path(e, path))?;
+        types.push(ty);
     }
     w.write(path, |i, g| {
-        let (hf, _, _) = &names[i];
         // Norms: the model holds the scale 1 + w, which is what GGUF stores.
-        let values = hf_values(model, hf)?;
-        let ty = if hf_shape(model, hf)?.len() == 1 {
-            GgmlType::F32
-        } else {
-            options.weight_type
-        };
-        quant::quantize(ty, &values).map_err(|e| Error::GgufTensor {
+        let values = hf_values(model, &names[i].0)?;
+        quant::quantize(types[i], &values).map_err(|e| Error::GgufTensor {
             path: path.to_path_buf(),
             tensor: g.to_string(),
             message: e.to_string(),
