@@ -1,0 +1,326 @@
+//! Putting an [`Adapter`] on a [`Gemma`] and taking it off again.
+//!
+//! LoRA itself is burn's: each adapted weight gets burn-core's [`LoraAdapter`] reparameterization
+//! (`W' = W + scale · a·b`, burn's `[in, out]` layout, so `a = Aᵀ` and `b = Bᵀ`), which autodiff,
+//! the optimizer and `materialize` already understand. kwx adds what burn lacks: PEFT's targeting
+//! and scaling rules, factors loaded from a file rather than drawn at random, parameter ids that
+//! are stable across runs (so optimizer state resumes), trainable token rows ([`TokenRows`], a
+//! second reparameterization on the embedding that keeps the tie with the output head) and whole
+//! saved modules. kwx-core's model code is unchanged: it reads `param.val()` as it always did.
+
+use burn::module::{
+    LoraAdapter, Module, Param, ParamId, Reparameterization, Reparameterizer,
+};
+use burn::nn::Linear;
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
+use kwx_core::Gemma;
+
+use crate::adapter::{Adapter, LoraPair, linear_modules};
+use crate::error::{Error, Result};
+
+/// Trainable replacement rows of the embedding matrix (PEFT's `trainable_token_indices`):
+/// `E'[ids] = values`, every other row frozen. The output head reads the same `E'`, so the tie
+/// between input and output embeddings holds.
+#[derive(Module, Debug)]
+pub struct TokenRows {
+    /// The new rows, `[n, hidden]` (trainable).
+    pub values: Param<Tensor<2>>,
+    /// The rows they replace.
+    #[module(skip)]
+    pub ids: Vec<u32>,
+}
+
+impl Reparameterization for TokenRows {
+    const NAME: &'static str = "token_rows";
+
+    fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
+        if D != 2 || self.ids.is_empty() {
+            return base;
+        }
+        let shape = base.shape();
+        let dims = base.dims();
+        let w: Tensor<2> = base.reshape([dims[0], dims[1]]);
+        let n = self.ids.len();
+        let idx = Tensor::<1, Int>::from_data(
+            TensorData::new(self.ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(), [n]),
+            &w.device(),
+        );
+        let old = w.clone().select(0, idx.clone());
+        let values = self.values.val().cast(w.dtype());
+        w.select_assign(0, idx, values - old, IndexingUpdateOp::Add)
+            .reshape(shape)
+    }
+}
+
+/// Hands one prepared reparameterization to the single weight of a module.
+struct Fixed<R>(Option<R>);
+
+impl Reparameterizer for Fixed<LoraAdapter> {
+    type Reparam = LoraAdapter;
+    fn reparameterize<const D: usize>(
+        &mut self,
+        path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<LoraAdapter>) {
+        if D == 2 && path == "weight" {
+            (param, self.0.take())
+        } else {
+            (param, None)
+        }
+    }
+}
+
+impl Reparameterizer for Fixed<TokenRows> {
+    type Reparam = TokenRows;
+    fn reparameterize<const D: usize>(
+        &mut self,
+        path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<TokenRows>) {
+        if D == 2 && path == "weight" {
+            (param, self.0.take())
+        } else {
+            (param, None)
+        }
+    }
+}
+
+/// A parameter id derived from a name: the same in every run, so optimizer state saved by one
+/// process finds its parameters in the next.
+pub(crate) fn stable_id(name: &str) -> ParamId {
+    // FNV-1a, 64 bits.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    ParamId::from(h)
+}
+
+/// A parameter that autodiff tracks when the tensor lives on an autodiff device.
+fn trainable<const D: usize>(name: &str, t: Tensor<D>) -> Param<Tensor<D>> {
+    let t = if t.is_autodiff() {
+        t.detach().require_grad()
+    } else {
+        t
+    };
+    Param::initialized(stable_id(name), t)
+}
+
+fn linears_mut(model: &mut Gemma) -> Vec<(String, &mut Linear)> {
+    let mut out = Vec::new();
+    for (i, l) in model.layers.iter_mut().enumerate() {
+        let a = &mut l.self_attn;
+        let m = &mut l.mlp;
+        for (name, lin) in [
+            ("self_attn.q_proj", &mut a.q_proj),
+            ("self_attn.k_proj", &mut a.k_proj),
+            ("self_attn.v_proj", &mut a.v_proj),
+            ("self_attn.o_proj", &mut a.o_proj),
+            ("mlp.gate_proj", &mut m.gate_proj),
+            ("mlp.up_proj", &mut m.up_proj),
+            ("mlp.down_proj", &mut m.down_proj),
+        ] {
+            out.push((format!("model.layers.{i}.{name}"), lin));
+        }
+    }
+    out
+}
+
+fn linears(model: &Gemma) -> Vec<(String, &Linear)> {
+    let mut out = Vec::new();
+    for (i, l) in model.layers.iter().enumerate() {
+        for (name, lin) in [
+            ("self_attn.q_proj", &l.self_attn.q_proj),
+            ("self_attn.k_proj", &l.self_attn.k_proj),
+            ("self_attn.v_proj", &l.self_attn.v_proj),
+            ("self_attn.o_proj", &l.self_attn.o_proj),
+            ("mlp.gate_proj", &l.mlp.gate_proj),
+            ("mlp.up_proj", &l.mlp.up_proj),
+            ("mlp.down_proj", &l.mlp.down_proj),
+        ] {
+            out.push((format!("model.layers.{i}.{name}"), lin));
+        }
+    }
+    out
+}
+
+/// Puts `adapter` on `model`: the base weights keep their values and training state, the
+/// adapter's tensors become parameters (trainable when the model lives on an autodiff device).
+/// Freeze the base first ([`Module::freeze`]) for LoRA training.
+///
+/// PEFT's semantics: an adapted linear computes `x·(W + scaling·B·A)ᵀ`; trainable token rows
+/// replace rows of the (tied) embedding; a saved `embed_tokens` replaces the input embedding and,
+/// unless `ensure_weight_tying` is set, leaves the output head on the original matrix (PEFT
+/// unties them); a saved `lm_head` becomes a separate output head.
+pub fn attach(mut model: Gemma, adapter: &Adapter) -> Result<Gemma> {
+    let device = model.device();
+    let on = |t: &Tensor<2>| {
+        let t = t.clone().to_device(&device);
+        if device.is_autodiff() && !t.is_autodiff() {
+            t.autodiff()
+        } else {
+            t
+        }
+    };
+    let known: std::collections::BTreeMap<String, [usize; 2]> =
+        linear_modules(&model).into_iter().collect();
+    if let Some(name) = adapter.layers.keys().find(|n| !known.contains_key(*n)) {
+        return Err(Error::NoTargets {
+            targets: vec![name.clone()],
+            available: known.keys().cloned().collect(),
+        });
+    }
+    for (name, lin) in linears_mut(&mut model) {
+        let Some(LoraPair { a, b }) = adapter.layers.get(&name) else {
+            continue;
+        };
+        let [out, inp] = known[&name];
+        let r = a.dims()[0];
+        if a.dims() != [r, inp] || b.dims() != [out, r] {
+            return Err(Error::ShapeMismatch {
+                name: format!("{name} lora_A/lora_B"),
+                expected: vec![r, inp, out, r],
+                got: [a.dims(), b.dims()].concat(),
+            });
+        }
+        let lora = LoraAdapter {
+            a: trainable(&format!("{name}.lora_A"), on(a).transpose()),
+            b: trainable(&format!("{name}.lora_B"), on(b).transpose()),
+            scale: adapter.config.scaling_for(&name),
+        };
+        *lin = lin.clone().apply_reparameterization(Fixed(Some(lora)));
+    }
+    let tie = adapter
+        .config
+        .extra
+        .get("ensure_weight_tying")
+        .is_some_and(|v| v.as_bool() == Some(true));
+    if let Some(saved) = adapter.saved_modules.get("embed_tokens") {
+        if model.lm_head.is_none() && !tie {
+            // PEFT unties: the head keeps the original matrix.
+            model.lm_head = Some(Linear {
+                weight: Param::initialized(
+                    stable_id("lm_head.base"),
+                    model.embed_tokens.weight.val().transpose(),
+                ),
+                bias: None,
+            });
+        }
+        model.embed_tokens.weight = trainable("model.embed_tokens.saved", on(saved));
+    }
+    if let Some(saved) = adapter.saved_modules.get("lm_head") {
+        model.lm_head = Some(Linear {
+            weight: trainable("lm_head.saved", on(saved).transpose()),
+            bias: None,
+        });
+    }
+    if let (Some(rows), Some(ids)) = (&adapter.token_rows, adapter.config.trainable_tokens()) {
+        let reparam = TokenRows {
+            values: trainable("model.embed_tokens.token_rows", on(rows)),
+            ids: ids.to_vec(),
+        };
+        model.embed_tokens = model
+            .embed_tokens
+            .apply_reparameterization(Fixed(Some(reparam)));
+    }
+    Ok(model)
+}
+
+/// Reads the adapter's current tensors back from a model [`attach`] (and training) produced.
+pub fn extract(model: &Gemma, config: &crate::LoraConfig) -> Result<Adapter> {
+    let mut layers = std::collections::BTreeMap::new();
+    for (name, lin) in linears(model) {
+        if let Some(lora) = lin.weight.adapter() {
+            layers.insert(
+                name,
+                LoraPair {
+                    a: lora.a.val().transpose().detach().inner_or_self(),
+                    b: lora.b.val().transpose().detach().inner_or_self(),
+                },
+            );
+        }
+    }
+    let token_rows = model
+        .embed_tokens
+        .weight
+        .reparameterization::<TokenRows>()
+        .map(|t| t.values.val().detach().inner_or_self());
+    let mut saved_modules = std::collections::BTreeMap::new();
+    if config.saves("embed_tokens") {
+        saved_modules.insert(
+            "embed_tokens".to_string(),
+            model.embed_tokens.weight.base().detach().inner_or_self(),
+        );
+    }
+    if config.saves("lm_head") {
+        let head = model.lm_head.as_ref().ok_or_else(|| {
+            Error::config("LoraConfig", "modules_to_save", "the model has no separate lm_head")
+        })?;
+        saved_modules.insert(
+            "lm_head".to_string(),
+            head.weight.val().transpose().detach().inner_or_self(),
+        );
+    }
+    Ok(Adapter {
+        config: config.clone(),
+        layers,
+        token_rows,
+        saved_modules,
+    })
+}
+
+trait InnerOrSelf {
+    fn inner_or_self(self) -> Self;
+}
+impl<const D: usize> InnerOrSelf for Tensor<D> {
+    /// Moves a tensor off the autodiff device so saved adapters carry no graph.
+    fn inner_or_self(self) -> Self {
+        if self.device().is_autodiff() {
+            Tensor::from_inner(self.inner())
+        } else {
+            self
+        }
+    }
+}
+
+/// Folds every attached adapter into dense weights (`W + scaling·B·A`, token rows written in):
+/// the result computes the same logits without the per-call adapter cost.
+pub fn merge(model: Gemma) -> Gemma {
+    model.materialize()
+}
+
+/// Undoes [`merge`] for LoRA layers: `W − scaling·B·A`, as PEFT's `unmerge`. Token rows and saved
+/// modules overwrite the base values, which a merged model no longer holds: keep the base model
+/// (see [`crate::AdapterSet`]) for those adapters instead.
+pub fn unmerge(mut merged: Gemma, adapter: &Adapter) -> Result<Gemma> {
+    if adapter.token_rows.is_some() || !adapter.saved_modules.is_empty() {
+        return Err(Error::config(
+            "LoraConfig",
+            if adapter.token_rows.is_some() {
+                "trainable_token_indices"
+            } else {
+                "modules_to_save"
+            },
+            "replaced rows cannot be recovered from a merged model; keep the base (AdapterSet)",
+        ));
+    }
+    let device = merged.device();
+    for (name, lin) in linears_mut(&mut merged) {
+        let Some(LoraPair { a, b }) = adapter.layers.get(&name) else {
+            continue;
+        };
+        let scale = adapter.config.scaling_for(&name);
+        // burn layout [in, out]: (B·A)ᵀ = Aᵀ·Bᵀ.
+        let delta = a
+            .clone()
+            .to_device(&device)
+            .transpose()
+            .matmul(b.clone().to_device(&device).transpose())
+            .mul_scalar(scale);
+        let id = lin.weight.id;
+        let w = lin.weight.val() - delta;
+        lin.weight = Param::initialized(id, w);
+    }
+    Ok(merged)
+}

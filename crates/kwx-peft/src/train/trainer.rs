@@ -1,0 +1,744 @@
+//! [`Trainer`]: the loop.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use kwx_core::gguf::{GgufVocab, WriteOptions, write_gemma};
+use kwx_core::{Gemma, GemmaTokenizer, GenerationConfig, Generator};
+use kwx_data::training::TrainingExample;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{
+    self, ADAPTER_DIR, BEST_FILE, BestPointer, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
+    TrainerState,
+};
+use super::config::{BestMetric, Mode, TrainConfig};
+use super::loss::{MicroBatch, completion_loss_sum};
+use super::metrics::{KeywordCounts, KeywordScores};
+use super::schedule::Schedule;
+use crate::adapter::{Adapter, write_atomic};
+use crate::error::{Error, Result};
+use crate::inject::{attach, extract, stable_id};
+
+/// A validation example for generation-based scoring: the rendered prompt and the gold keywords.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalExample {
+    /// The prompt's token ids (ending where the model's answer starts).
+    pub prompt_ids: Vec<u32>,
+    /// The keywords a perfect answer lists.
+    pub gold: Vec<String>,
+}
+
+/// What the trainer learns from and is measured on.
+#[derive(Debug, Clone, Default)]
+pub struct TrainData {
+    /// Training examples (kwx-data's encoder output: ids and completion-only labels).
+    pub train: Vec<TrainingExample>,
+    /// Validation examples for the loss.
+    pub eval: Vec<TrainingExample>,
+    /// Validation examples for generation F1 (the first `eval_generate` are used).
+    pub generate: Vec<EvalExample>,
+    /// The padding id.
+    pub pad_id: u32,
+    /// Tokens that end a generated answer (`<end_of_turn>`, `<eos>`).
+    pub stop_ids: Vec<u32>,
+}
+
+/// One optimizer step, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// 1-based optimizer step.
+    pub step: usize,
+    /// Epochs completed, fractional.
+    pub epoch: f64,
+    /// Mean loss per label token over the step's micro-batches.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Label tokens in the step.
+    pub label_tokens: usize,
+    /// All tokens (padding included) processed.
+    pub tokens: usize,
+    /// Tokens per second over this step.
+    pub tokens_per_s: f64,
+}
+
+/// One validation, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// The optimizer step it followed.
+    pub step: usize,
+    /// Mean loss per label token over the validation set (`None` without validation examples).
+    pub eval_loss: Option<f64>,
+    /// Keyword scores of greedy answers (`None` without generation examples).
+    pub scores: Option<KeywordScores>,
+    /// Wall time of the validation.
+    pub seconds: f64,
+}
+
+/// Progress reported to the caller.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// Training starts (or resumes) at `step` of `total`.
+    Start {
+        /// Steps already done (0 unless resumed).
+        step: usize,
+        /// All steps.
+        total: usize,
+        /// Trainable values.
+        trainable: usize,
+    },
+    /// An optimizer step finished.
+    Step(&'a StepRecord),
+    /// A validation finished.
+    Eval(&'a EvalRecord),
+    /// A checkpoint was written.
+    Checkpoint(&'a Path),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The best checkpoint (by the configured metric), if any validation ran.
+    pub best: Option<PathBuf>,
+    /// The final checkpoint.
+    pub last: PathBuf,
+    /// The adapter folder (LoRA) or model file (full) inside the best checkpoint, or the last
+    /// one when no validation ran: what to load next.
+    pub best_weights: PathBuf,
+    /// Every step's record.
+    pub steps: Vec<StepRecord>,
+    /// Every validation's record.
+    pub evals: Vec<EvalRecord>,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+/// Fine-tunes a Gemma model (see the [module docs](super)).
+#[derive(Debug)]
+pub struct Trainer<'a> {
+    config: TrainConfig,
+    output_dir: PathBuf,
+    data: TrainData,
+    tokenizer: Option<&'a GemmaTokenizer>,
+}
+
+impl<'a> Trainer<'a> {
+    /// A trainer writing checkpoints and `metrics.jsonl` under `output_dir`. Examples longer than
+    /// `max_len` are an error here: drop or truncate them when encoding (kwx-data reports them).
+    pub fn new(config: TrainConfig, output_dir: impl Into<PathBuf>, data: TrainData) -> Result<Self> {
+        config.validate("TrainConfig")?;
+        if data.train.is_empty() {
+            return Err(Error::Data("no training examples".into()));
+        }
+        if let Some(e) = data.train.iter().chain(&data.eval).find(|e| e.input_ids.len() > config.max_len) {
+            return Err(Error::Data(format!(
+                "example {} has {} tokens, more than max_len {}",
+                e.index,
+                e.input_ids.len(),
+                config.max_len
+            )));
+        }
+        Ok(Self {
+            config,
+            output_dir: output_dir.into(),
+            data,
+            tokenizer: None,
+        })
+    }
+
+    /// The tokenizer that decodes generated answers (needed for generation F1).
+    #[must_use]
+    pub fn with_tokenizer(mut self, tokenizer: &'a GemmaTokenizer) -> Self {
+        self.tokenizer = Some(tokenizer);
+        self
+    }
+
+    fn micro_batches_per_epoch(&self) -> usize {
+        self.data.train.len().div_ceil(self.config.micro_batch_size)
+    }
+
+    /// All optimizer steps of the run.
+    pub fn total_steps(&self) -> usize {
+        if self.config.max_steps > 0 {
+            self.config.max_steps
+        } else {
+            (self.config.epochs * self.micro_batches_per_epoch())
+                .div_ceil(self.config.gradient_accumulation_steps)
+        }
+    }
+
+    fn schedule(&self) -> Schedule {
+        let total = self.total_steps();
+        let warmup = if self.config.warmup_steps > 0 {
+            self.config.warmup_steps
+        } else {
+            (self.config.warmup_ratio * total as f64).ceil() as usize
+        };
+        Schedule {
+            peak: self.config.learning_rate,
+            warmup,
+            total,
+            decay: self.config.lr_scheduler,
+        }
+    }
+
+    /// The example indices of `epoch`, in training order.
+    fn epoch_order(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.data.train.len()).collect();
+        let seed = self.config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        order
+    }
+
+    fn config_json(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(&self.config).map_err(|source| Error::Json {
+            path: "TrainConfig".into(),
+            source,
+        })
+    }
+
+    /// Trains `base` (on any device; the autodiff wrapper is added here), resuming from the
+    /// newest checkpoint in the output folder when `resume` is set and one exists.
+    pub fn run(
+        &self,
+        base: Gemma,
+        resume: bool,
+        mut on_event: impl FnMut(Event<'_>),
+    ) -> Result<Outcome> {
+        let out = &self.output_dir;
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let device = base.device();
+        let ad = if device.is_autodiff() {
+            device.clone()
+        } else {
+            device.clone().autodiff()
+        };
+        let resume_from = if resume {
+            checkpoint::latest_checkpoint(out)?
+        } else {
+            None
+        };
+        let config_json = self.config_json()?;
+        let mut state = match &resume_from {
+            Some(dir) => {
+                let s = checkpoint::read_state(dir)?;
+                check_same_config(dir, &s.config, &config_json)?;
+                if s.train_examples != self.data.train.len() {
+                    return Err(Error::Checkpoint {
+                        path: dir.clone(),
+                        message: format!(
+                            "made with {} training examples, this run has {}",
+                            s.train_examples,
+                            self.data.train.len()
+                        ),
+                    });
+                }
+                s
+            }
+            None => TrainerState {
+                kwx_version: env!("CARGO_PKG_VERSION").into(),
+                step: 0,
+                epoch: 0,
+                cursor: 0,
+                seed: self.config.seed,
+                best_value: None,
+                best_step: None,
+                bad_evals: 0,
+                train_examples: self.data.train.len(),
+                config: config_json,
+                steps: Vec::new(),
+                evals: Vec::new(),
+            },
+        };
+
+        // The model being trained, on the autodiff device.
+        let mut lora = self.config.lora.clone();
+        if lora.task_type.is_none() {
+            lora.task_type = Some("CAUSAL_LM".into());
+        }
+        let mut model = match self.config.mode {
+            Mode::Lora => {
+                let base = to_autodiff(base).freeze();
+                let adapter = match &resume_from {
+                    Some(dir) => Adapter::load(dir.join(ADAPTER_DIR), &base)?,
+                    None => Adapter::init(&base, &lora, self.config.seed)?,
+                };
+                attach(base, &adapter)?
+            }
+            Mode::Full => {
+                let model = match &resume_from {
+                    Some(dir) => Gemma::load(dir.join(MODEL_FILE), &ad)?,
+                    None => to_autodiff(base),
+                };
+                with_stable_ids(model)
+            }
+        };
+
+        let adamw = AdamWConfig::new()
+            .with_beta_1(self.config.adam_beta1 as f32)
+            .with_beta_2(self.config.adam_beta2 as f32)
+            .with_epsilon(self.config.adam_epsilon as f32)
+            .with_weight_decay(self.config.weight_decay as f32);
+        let mut optim: ModuleOptimizer = adamw.init();
+        let norms = norm_ids(&model);
+        if !norms.is_empty() {
+            // Norm scales (1 + w in kwx) are not decayed, as transformers' Trainer excludes
+            // norm weights from decay.
+            optim = optim.with_group(
+                ParamGroup::from_ids(norms),
+                adamw.clone().with_weight_decay(0.0).build(),
+                None,
+            );
+        }
+        if let Some(dir) = &resume_from {
+            let path = dir.join(OPTIMIZER_FILE);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            optim = optim
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+                .map_err(|e| Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!("optimizer state: {e:?}"),
+                })?;
+        }
+
+        let metrics_path = out.join("metrics.jsonl");
+        rewrite_metrics(&metrics_path, &state)?;
+        let mut metrics = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&metrics_path)
+            .map_err(|e| Error::io(&metrics_path, e))?;
+
+        let total = self.total_steps();
+        let schedule = self.schedule();
+        let per_epoch = self.micro_batches_per_epoch();
+        on_event(Event::Start {
+            step: state.step,
+            total,
+            trainable: trainable_count(&model),
+        });
+        let mut order = self.epoch_order(state.epoch);
+        let mut last_checkpoint = resume_from.clone();
+        let mut stopped_early = false;
+
+        while state.step < total {
+            let started = Instant::now();
+            let mut batches = Vec::with_capacity(self.config.gradient_accumulation_steps);
+            for _ in 0..self.config.gradient_accumulation_steps {
+                if state.cursor == per_epoch {
+                    state.epoch += 1;
+                    state.cursor = 0;
+                    order = self.epoch_order(state.epoch);
+                }
+                let mbs = self.config.micro_batch_size;
+                let idx = &order[state.cursor * mbs..((state.cursor + 1) * mbs).min(order.len())];
+                let rows: Vec<&TrainingExample> = idx.iter().map(|&i| &self.data.train[i]).collect();
+                batches.push(MicroBatch::from_examples(&rows, self.data.pad_id)?);
+                state.cursor += 1;
+            }
+            let label_tokens: usize = batches.iter().map(MicroBatch::label_tokens).sum();
+            let tokens: usize = batches.iter().map(MicroBatch::tokens).sum();
+            let step = state.step + 1;
+            let mut accumulator = GradientsAccumulator::<Gemma>::new();
+            let mut loss_sum = 0.0f64;
+            for batch in &batches {
+                let (sum, n) = completion_loss_sum(&model, batch)?;
+                if n == 0 {
+                    continue;
+                }
+                loss_sum += f64::from(sum.clone().into_scalar::<f32>());
+                let grads = sum.div_scalar(label_tokens as f64).backward();
+                accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+            }
+            let loss = if label_tokens == 0 {
+                0.0
+            } else {
+                loss_sum / label_tokens as f64
+            };
+            if !loss.is_finite() {
+                return Err(Error::NonFiniteLoss {
+                    step,
+                    loss,
+                    last_checkpoint,
+                });
+            }
+            let mut grads = accumulator.grads();
+            let grad_norm = clip_grad_norm(&model, &mut grads, self.config.max_grad_norm);
+            if !grad_norm.is_finite() {
+                return Err(Error::NonFiniteLoss {
+                    step,
+                    loss: grad_norm,
+                    last_checkpoint,
+                });
+            }
+            let lr = schedule.lr(state.step);
+            if label_tokens > 0 {
+                model = optim.step(lr, model, grads);
+            }
+            state.step = step;
+            let elapsed = started.elapsed().as_secs_f64();
+            let record = StepRecord {
+                step,
+                epoch: (state.epoch as f64) + state.cursor as f64 / per_epoch as f64,
+                loss,
+                lr,
+                grad_norm,
+                label_tokens,
+                tokens,
+                tokens_per_s: tokens as f64 / elapsed.max(1e-9),
+            };
+            append_line(&mut metrics, &metrics_path, "step", &record)?;
+            on_event(Event::Step(&record));
+            state.steps.push(record);
+
+            let last = state.step == total;
+            let eval_due = last
+                || (self.config.eval_every > 0 && state.step % self.config.eval_every == 0);
+            let mut improved = false;
+            if eval_due && (!self.data.eval.is_empty() || self.wants_generation()) {
+                let rec = self.evaluate(&model, state.step)?;
+                append_line(&mut metrics, &metrics_path, "eval", &rec)?;
+                on_event(Event::Eval(&rec));
+                let value = match self.config.best_metric {
+                    BestMetric::F1 => rec.scores.map(|s| s.f1),
+                    BestMetric::EvalLoss => rec.eval_loss.map(|l| -l),
+                };
+                if let Some(v) = value {
+                    if state.best_value.is_none_or(|b| v > b) {
+                        state.best_value = Some(v);
+                        state.best_step = Some(state.step);
+                        state.bad_evals = 0;
+                        improved = true;
+                    } else {
+                        state.bad_evals += 1;
+                    }
+                }
+                state.evals.push(rec);
+                if self.config.early_stopping_patience > 0
+                    && state.bad_evals >= self.config.early_stopping_patience
+                {
+                    stopped_early = true;
+                }
+            }
+            let save_due = last
+                || stopped_early
+                || improved
+                || eval_due
+                || (self.config.save_every > 0 && state.step % self.config.save_every == 0);
+            if save_due {
+                let dir = self.save_checkpoint(&model, &optim, &state, &lora)?;
+                if improved {
+                    let pointer = BestPointer {
+                        step: state.step,
+                        path: dir.clone(),
+                        value: state.best_value.unwrap_or(0.0),
+                    };
+                    let text = serde_json::to_string_pretty(&pointer).map_err(|source| {
+                        Error::Json {
+                            path: out.join(BEST_FILE),
+                            source,
+                        }
+                    })?;
+                    write_atomic(&out.join(BEST_FILE), text.as_bytes())?;
+                }
+                let best = self.best_dir()?;
+                checkpoint::prune(out, self.config.keep_last, best.as_deref())?;
+                on_event(Event::Checkpoint(&dir));
+                last_checkpoint = Some(dir);
+            }
+            if stopped_early {
+                break;
+            }
+        }
+
+        let last = match &last_checkpoint {
+            Some(p) => p.clone(),
+            None => self.save_checkpoint(&model, &optim, &state, &lora)?,
+        };
+        let best = self.best_dir()?;
+        let weights_in = |dir: &Path| match self.config.mode {
+            Mode::Lora => dir.join(ADAPTER_DIR),
+            Mode::Full => dir.join(MODEL_FILE),
+        };
+        Ok(Outcome {
+            best_weights: weights_in(best.as_deref().unwrap_or(&last)),
+            best,
+            last,
+            steps: state.steps,
+            evals: state.evals,
+            stopped_early,
+        })
+    }
+
+    fn wants_generation(&self) -> bool {
+        self.config.eval_generate > 0 && !self.data.generate.is_empty() && self.tokenizer.is_some()
+    }
+
+    fn best_dir(&self) -> Result<Option<PathBuf>> {
+        let path = self.output_dir.join(BEST_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let p: BestPointer =
+            serde_json::from_str(&text).map_err(|source| Error::Json { path, source })?;
+        Ok(p.path.is_dir().then_some(p.path))
+    }
+
+    /// Validation loss and generation scores of `model` (run without autodiff).
+    pub fn evaluate(&self, model: &Gemma, step: usize) -> Result<EvalRecord> {
+        let started = Instant::now();
+        let valid = model.valid();
+        let eval_loss = if self.data.eval.is_empty() {
+            None
+        } else {
+            let (mut sum, mut n) = (0.0f64, 0usize);
+            for chunk in self.data.eval.chunks(self.config.micro_batch_size) {
+                let rows: Vec<&TrainingExample> = chunk.iter().collect();
+                let batch = MicroBatch::from_examples(&rows, self.data.pad_id)?;
+                let (s, k) = completion_loss_sum(&valid, &batch)?;
+                sum += f64::from(s.into_scalar::<f32>());
+                n += k;
+            }
+            (n > 0).then(|| sum / n as f64)
+        };
+        let scores = match self.tokenizer {
+            Some(tok) if self.wants_generation() => {
+                let mut gen_config = GenerationConfig::greedy(self.config.max_new_tokens);
+                for &id in &self.data.stop_ids {
+                    gen_config = gen_config.with_stop_token(id);
+                }
+                let generator = Generator::new(&valid).with_tokenizer(tok);
+                let mut counts = KeywordCounts::default();
+                let examples = &self.data.generate[..self.config.eval_generate.min(self.data.generate.len())];
+                for chunk in examples.chunks(self.config.micro_batch_size) {
+                    let prompts: Vec<Vec<u32>> = chunk.iter().map(|e| e.prompt_ids.clone()).collect();
+                    let outs = generator.generate_batch(&prompts, &gen_config, |_| {})?;
+                    for (e, o) in chunk.iter().zip(outs) {
+                        let ids: Vec<u32> = o
+                            .tokens
+                            .iter()
+                            .copied()
+                            .filter(|t| !self.data.stop_ids.contains(t))
+                            .collect();
+                        counts.add(&tok.decode(&ids)?, &e.gold);
+                    }
+                }
+                Some(counts.scores())
+            }
+            _ => None,
+        };
+        Ok(EvalRecord {
+            step,
+            eval_loss,
+            scores,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn save_checkpoint(
+        &self,
+        model: &Gemma,
+        optim: &ModuleOptimizer,
+        state: &TrainerState,
+        lora: &crate::LoraConfig,
+    ) -> Result<PathBuf> {
+        let dir = self.output_dir.join(format!("checkpoint-{:06}", state.step));
+        checkpoint::write_dir_atomic(&dir, |tmp| {
+            match self.config.mode {
+                Mode::Lora => extract(model, lora)?.save(tmp.join(ADAPTER_DIR))?,
+                Mode::Full => {
+                    let tokenizer = self.tokenizer.ok_or_else(|| {
+                        Error::Data("full fine-tuning checkpoints need the tokenizer (Trainer::with_tokenizer)".into())
+                    })?;
+                    let vocab = GgufVocab::from_hf_tokenizer(
+                        tokenizer.inner(),
+                        model.config().vocab_size,
+                    )?;
+                    let options = WriteOptions {
+                        llama_cpp_compatible: false,
+                        name: "kwx fine-tune".into(),
+                        ..WriteOptions::default()
+                    };
+                    write_gemma(&model.valid(), &vocab, tmp.join(MODEL_FILE), &options)?;
+                }
+            }
+            let bytes = optim.into_bytes().map_err(|e| Error::Checkpoint {
+                path: tmp.to_path_buf(),
+                message: format!("optimizer state: {e:?}"),
+            })?;
+            write_atomic(&tmp.join(OPTIMIZER_FILE), &bytes)?;
+            let text = serde_json::to_string(state).map_err(|source| Error::Json {
+                path: tmp.join(STATE_FILE),
+                source,
+            })?;
+            write_atomic(&tmp.join(STATE_FILE), text.as_bytes())
+        })?;
+        Ok(dir)
+    }
+}
+
+fn check_same_config(dir: &Path, saved: &serde_json::Value, now: &serde_json::Value) -> Result<()> {
+    if saved == now {
+        return Ok(());
+    }
+    let field = match (saved, now) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => a
+            .iter()
+            .find(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    Err(Error::Checkpoint {
+        path: dir.to_path_buf(),
+        message: format!(
+            "made with different settings (`{field}` differs); resume with the same config or start a new output folder"
+        ),
+    })
+}
+
+#[derive(Serialize)]
+struct Line<'a, T> {
+    kind: &'a str,
+    #[serde(flatten)]
+    record: &'a T,
+}
+
+fn append_line<T: Serialize>(file: &mut std::fs::File, path: &Path, kind: &str, record: &T) -> Result<()> {
+    let mut text = serde_json::to_string(&Line { kind, record }).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.push('\n');
+    file.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+}
+
+/// Rewrites `metrics.jsonl` from the state's history (a resumed run drops lines written after
+/// its checkpoint).
+fn rewrite_metrics(path: &Path, state: &TrainerState) -> Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut evals = state.evals.iter().peekable();
+    for s in &state.steps {
+        let line = serde_json::to_string(&Line { kind: "step", record: s });
+        buf.extend(line.map_err(|source| Error::Json { path: path.to_path_buf(), source })?.bytes());
+        buf.push(b'\n');
+        while let Some(e) = evals.next_if(|e| e.step == s.step) {
+            let line = serde_json::to_string(&Line { kind: "eval", record: e });
+            buf.extend(line.map_err(|source| Error::Json { path: path.to_path_buf(), source })?.bytes());
+            buf.push(b'\n');
+        }
+    }
+    write_atomic(path, &buf)
+}
+
+/// The module on the autodiff wrapper of its device, every active parameter tracked.
+fn to_autodiff(model: Gemma) -> Gemma {
+    if model.device().is_autodiff() {
+        model
+    } else {
+        model.train()
+    }
+}
+
+/// Gives every parameter an id derived from its path, so optimizer state saved by one process
+/// finds its parameters in the next.
+fn with_stable_ids(model: Gemma) -> Gemma {
+    struct Ids(Vec<String>);
+    impl ModuleMapper for Ids {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.0.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (_, tensor, mapper) = param.consume();
+            Param::from_mapped_value(stable_id(&self.0.join(".")), tensor, mapper)
+        }
+    }
+    model.map(&mut Ids(Vec::new()))
+}
+
+/// Ids of the trainable 1-D parameters (norm scales).
+fn norm_ids(model: &Gemma) -> Vec<ParamId> {
+    struct Norms(Vec<ParamId>);
+    impl ModuleVisitor for Norms {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if D == 1 && param.base().is_require_grad() {
+                self.0.push(param.id);
+            }
+        }
+    }
+    let mut v = Norms(Vec::new());
+    model.visit(&mut v);
+    v.0
+}
+
+/// Trainable values in the model.
+fn trainable_count(model: &Gemma) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.base().is_require_grad() {
+                self.0 += param.shape().num_elements();
+            }
+        }
+    }
+    let mut c = Count(0);
+    model.visit(&mut c);
+    c.0
+}
+
+/// Scales the gradients so their global L2 norm is at most `max_norm` (0 = no clipping), as
+/// `torch.nn.utils.clip_grad_norm_`; returns the norm before clipping.
+fn clip_grad_norm(model: &Gemma, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+    struct SumSq<'g> {
+        grads: &'g GradientsParams,
+        total: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SumSq<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let s = g.square().sum();
+                self.total = Some(match self.total.take() {
+                    Some(t) => t + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'g> {
+        grads: &'g mut GradientsParams,
+        factor: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut sum = SumSq { grads, total: None };
+    model.visit(&mut sum);
+    let norm = sum
+        .total
+        .map_or(0.0, |t| f64::from(t.into_scalar::<f32>()).sqrt());
+    if max_norm > 0.0 && norm.is_finite() {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            model.visit(&mut Scale { grads, factor: coef });
+        }
+    }
+    norm
+}
