@@ -131,6 +131,7 @@ pub struct Trainer<'a> {
     output_dir: PathBuf,
     data: TrainData,
     tokenizer: Option<&'a GemmaTokenizer>,
+    initial: Option<Adapter>,
 }
 
 impl<'a> Trainer<'a> {
@@ -154,6 +155,7 @@ impl<'a> Trainer<'a> {
             output_dir: output_dir.into(),
             data,
             tokenizer: None,
+            initial: None,
         })
     }
 
@@ -162,6 +164,22 @@ impl<'a> Trainer<'a> {
     pub fn with_tokenizer(mut self, tokenizer: &'a GemmaTokenizer) -> Self {
         self.tokenizer = Some(tokenizer);
         self
+    }
+
+    /// Starts LoRA training from `adapter` (its config replaces `config.lora`) instead of a
+    /// fresh initialisation: continue training a published adapter, or reproduce a reference run.
+    pub fn with_adapter(mut self, adapter: Adapter) -> Result<Self> {
+        if self.config.mode != Mode::Lora {
+            return Err(Error::config(
+                "TrainConfig",
+                "mode",
+                "an initial adapter needs mode = \"lora\"",
+            ));
+        }
+        self.config.lora = adapter.config.clone();
+        self.config.validate("adapter_config.json")?;
+        self.initial = Some(adapter);
+        Ok(self)
     }
 
     fn micro_batches_per_epoch(&self) -> usize {
@@ -216,6 +234,11 @@ impl<'a> Trainer<'a> {
         resume: bool,
         mut on_event: impl FnMut(Event<'_>),
     ) -> Result<Outcome> {
+        if self.config.mode == Mode::Full && self.tokenizer.is_none() {
+            return Err(Error::Data(
+                "full fine-tuning writes GGUF checkpoints, which carry the vocabulary: pass the tokenizer (Trainer::with_tokenizer)".into(),
+            ));
+        }
         let out = &self.output_dir;
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let device = base.device();
@@ -272,7 +295,10 @@ impl<'a> Trainer<'a> {
                 let base = to_autodiff(base).freeze();
                 let adapter = match &resume_from {
                     Some(dir) => Adapter::load(dir.join(ADAPTER_DIR), &base)?,
-                    None => Adapter::init(&base, &lora, self.config.seed)?,
+                    None => match &self.initial {
+                        Some(a) => a.clone(),
+                        None => Adapter::init(&base, &lora, self.config.seed)?,
+                    },
                 };
                 attach(base, &adapter)?
             }
@@ -559,7 +585,7 @@ impl<'a> Trainer<'a> {
                 Mode::Lora => extract(model, lora)?.save(tmp.join(ADAPTER_DIR))?,
                 Mode::Full => {
                     let tokenizer = self.tokenizer.ok_or_else(|| {
-                        Error::Data("full fine-tuning checkpoints need the tokenizer (Trainer::with_tokenizer)".into())
+                        Error::Data("full fine-tuning checkpoints need the tokenizer".into())
                     })?;
                     let vocab = GgufVocab::from_hf_tokenizer(
                         tokenizer.inner(),
