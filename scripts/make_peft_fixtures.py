@@ -44,6 +44,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 
 VOCAB = 512
 PROMPT_LEN = 24
+OWNED = ["base", "lora_all_linear", "lora_rslora_tokens", "lora_modules_to_save", "train_5step"]
 
 
 def base_config():
@@ -485,8 +486,11 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     out = os.path.abspath(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
+    # Only the folders this script makes are replaced; others beside them (e.g. kwx_saved/,
+    # written by the Rust side and checked with check_peft_load.py) are left alone.
+    for sub in OWNED:
+        shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
+    os.makedirs(out, exist_ok=True)
 
     base_dir = os.path.join(out, "base")
     model = Gemma3ForCausalLM(base_config()).eval()

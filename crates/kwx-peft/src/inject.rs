@@ -155,14 +155,18 @@ fn linears(model: &Gemma) -> Vec<(String, &Linear)> {
 /// unties them); a saved `lm_head` becomes a separate output head.
 pub fn attach(mut model: Gemma, adapter: &Adapter) -> Result<Gemma> {
     let device = model.device();
+    // Fresh, contiguous tensors on the model's device: a transposed view would send the
+    // matmuls down another kernel path, and a resumed run would round differently from an
+    // uninterrupted one.
     let on = |t: &Tensor<2>| {
-        let t = t.clone().to_device(&device);
+        let t = Tensor::<2>::from_data(t.clone().into_data(), &device);
         if device.is_autodiff() && !t.is_autodiff() {
             t.autodiff()
         } else {
             t
         }
     };
+    let on_t = |t: &Tensor<2>| on(&t.clone().transpose());
     let known: std::collections::BTreeMap<String, [usize; 2]> =
         linear_modules(&model).into_iter().collect();
     if let Some(name) = adapter.layers.keys().find(|n| !known.contains_key(*n)) {
@@ -185,8 +189,8 @@ pub fn attach(mut model: Gemma, adapter: &Adapter) -> Result<Gemma> {
             });
         }
         let lora = LoraAdapter {
-            a: trainable(&format!("{name}.lora_A"), on(a).transpose()),
-            b: trainable(&format!("{name}.lora_B"), on(b).transpose()),
+            a: trainable(&format!("{name}.lora_A"), on_t(a)),
+            b: trainable(&format!("{name}.lora_B"), on_t(b)),
             scale: adapter.config.scaling_for(&name),
         };
         *lin = lin.clone().apply_reparameterization(Fixed(Some(lora)));
@@ -211,7 +215,7 @@ pub fn attach(mut model: Gemma, adapter: &Adapter) -> Result<Gemma> {
     }
     if let Some(saved) = adapter.saved_modules.get("lm_head") {
         model.lm_head = Some(Linear {
-            weight: trainable("lm_head.saved", on(saved).transpose()),
+            weight: trainable("lm_head.saved", on_t(saved)),
             bias: None,
         });
     }

@@ -112,3 +112,20 @@ pub(crate) fn prune(output_dir: &Path, keep: usize, protect: Option<&Path>) -> R
     }
     Ok(())
 }
+
+/// Removes temporary folders and files a killed run left behind.
+pub(crate) fn remove_stale_temporaries(output_dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(output_dir).map_err(|e| Error::io(output_dir, e))? {
+        let entry = entry.map_err(|e| Error::io(output_dir, e))?;
+        if entry.file_name().to_string_lossy().starts_with(".kwx-tmp-") {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}

@@ -241,6 +241,7 @@ impl<'a> Trainer<'a> {
         }
         let out = &self.output_dir;
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        checkpoint::remove_stale_temporaries(out)?;
         let device = base.device();
         let ad = if device.is_autodiff() {
             device.clone()

@@ -1,0 +1,189 @@
+//! Checkpoints that lose nothing: a run killed with SIGKILL mid-training resumes with exactly
+//! the losses and final weights of an uninterrupted run; a non-finite loss stops the run with an
+//! error naming the step and keeps the last good checkpoint.
+//!
+//! The killed run is a real child process (this test binary re-run with `KWX_RESUME_CHILD`),
+//! killed by the parent once it has logged a few steps.
+#![allow(clippy::unwrap_used)] // test helpers
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use burn::tensor::Device;
+use kwx_core::Gemma;
+use kwx_data::training::TrainingExample;
+use kwx_peft::train::{Event, Mode, TrainConfig, TrainData, Trainer};
+use kwx_peft::{Error, LoraConfig};
+
+const STEPS: usize = 16;
+
+fn base() -> Gemma {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft/base");
+    Gemma::from_pretrained(dir, &Device::default()).unwrap()
+}
+
+fn data() -> TrainData {
+    let train = (0..24)
+        .map(|i| {
+            let len = 12 + i % 7;
+            let input_ids: Vec<u32> = (0..len).map(|t| ((t * 31 + i * 17) % 500 + 3) as u32).collect();
+            let labels = input_ids
+                .iter()
+                .enumerate()
+                .map(|(t, &x)| if t < len / 2 { -100 } else { i64::from(x) })
+                .collect();
+            TrainingExample {
+                index: i,
+                attention_mask: vec![1; len],
+                input_ids,
+                labels,
+            }
+        })
+        .collect::<Vec<_>>();
+    TrainData {
+        eval: train[..4].to_vec(),
+        train,
+        pad_id: 0,
+        ..TrainData::default()
+    }
+}
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        mode: Mode::Lora,
+        lora: LoraConfig::new(4, 8.0),
+        max_steps: STEPS,
+        micro_batch_size: 4,
+        gradient_accumulation_steps: 2,
+        learning_rate: 5e-3,
+        warmup_steps: 3,
+        weight_decay: 0.01,
+        eval_every: 5,
+        best_metric: kwx_peft::train::BestMetric::EvalLoss,
+        save_every: 1,
+        keep_last: 2,
+        ..TrainConfig::default()
+    }
+}
+
+fn train(dir: &Path, resume: bool, throttle: Duration) -> kwx_peft::train::Outcome {
+    Trainer::new(config(), dir, data())
+        .unwrap()
+        .run(base(), resume, |e| {
+            if let Event::Step(_) = e {
+                std::thread::sleep(throttle);
+            }
+        })
+        .unwrap()
+}
+
+fn logged_steps(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .map(|t| t.lines().filter(|l| l.contains("\"kind\":\"step\"")).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn killed_run_resumes_with_identical_losses() {
+    if let Some(dir) = std::env::var_os("KWX_RESUME_CHILD") {
+        // The child: train slowly until killed.
+        train(Path::new(&dir), false, Duration::from_millis(150));
+        return;
+    }
+    let whole = tempfile::tempdir().unwrap();
+    let reference = train(whole.path(), false, Duration::ZERO);
+    assert_eq!(reference.steps.len(), STEPS);
+
+    let killed = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "killed_run_resumes_with_identical_losses", "--nocapture"])
+        .env("KWX_RESUME_CHILD", killed.path())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while logged_steps(killed.path()) < 7 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child finished before it could be killed"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "child too slow");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor, no flush, no clean-up
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let logged = logged_steps(killed.path());
+    assert!(logged < STEPS, "killed after {logged} steps");
+
+    let resumed = train(killed.path(), true, Duration::ZERO);
+    assert_eq!(resumed.steps.len(), STEPS);
+    for (a, b) in reference.steps.iter().zip(&resumed.steps) {
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}: {} vs {}", a.step, a.loss, b.loss);
+        assert_eq!(a.grad_norm.to_bits(), b.grad_norm.to_bits(), "step {}", a.step);
+        assert_eq!(a.lr.to_bits(), b.lr.to_bits(), "step {}", a.step);
+    }
+    let evals = |o: &kwx_peft::train::Outcome| -> Vec<(usize, u64)> {
+        o.evals.iter().map(|e| (e.step, e.eval_loss.unwrap().to_bits())).collect()
+    };
+    assert_eq!(evals(&reference), evals(&resumed));
+    for file in ["adapter_model.safetensors", "adapter_config.json"] {
+        assert_eq!(
+            std::fs::read(reference.last.join("adapter").join(file)).unwrap(),
+            std::fs::read(resumed.last.join("adapter").join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    // metrics.jsonl holds each step once, in order.
+    assert_eq!(logged_steps(killed.path()), STEPS);
+    // Only the last `keep_last` checkpoints (plus the best) remain, and no temporary folders.
+    let names: Vec<String> = std::fs::read_dir(killed.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    let checkpoints = names.iter().filter(|n| n.starts_with("checkpoint-")).count();
+    assert!((2..=3).contains(&checkpoints), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with(".kwx-tmp")), "{names:?}");
+}
+
+#[test]
+fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        learning_rate: 1e30,
+        warmup_steps: 0,
+        max_grad_norm: 0.0,
+        eval_every: 0,
+        ..config()
+    };
+    let err = Trainer::new(config, dir.path(), data())
+        .unwrap()
+        .run(base(), false, |_| {})
+        .unwrap_err();
+    let Error::NonFiniteLoss {
+        step,
+        last_checkpoint: Some(kept),
+        ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert!(*step >= 2, "{err}");
+    assert!(kept.join("adapter/adapter_model.safetensors").is_file(), "{err}");
+    assert!(err.to_string().contains(&format!("step {step}")), "{err}");
+    assert!(kept.ends_with(format!("checkpoint-{:06}", step - 1)), "{err}");
+}
+
+#[test]
+fn resuming_with_other_settings_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = TrainConfig { max_steps: 2, ..config() };
+    Trainer::new(short.clone(), dir.path(), data()).unwrap().run(base(), false, |_| {}).unwrap();
+    let other = TrainConfig { learning_rate: 1e-3, ..short };
+    let err = Trainer::new(other, dir.path(), data())
+        .unwrap()
+        .run(base(), true, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("learning_rate") && err.contains("checkpoint-000002"), "{err}");
+}
