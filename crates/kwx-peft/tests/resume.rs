@@ -50,8 +50,12 @@ fn data() -> TrainData {
 }
 
 fn config() -> TrainConfig {
+    config_for(Mode::Lora)
+}
+
+fn config_for(mode: Mode) -> TrainConfig {
     TrainConfig {
-        mode: Mode::Lora,
+        mode,
         lora: LoraConfig::new(4, 8.0),
         max_steps: STEPS,
         micro_batch_size: 4,
@@ -67,8 +71,8 @@ fn config() -> TrainConfig {
     }
 }
 
-fn train(dir: &Path, resume: bool, throttle: Duration) -> kwx_peft::train::Outcome {
-    Trainer::new(config(), dir, data())
+fn train(mode: Mode, dir: &Path, resume: bool, throttle: Duration) -> kwx_peft::train::Outcome {
+    Trainer::new(config_for(mode), dir, data())
         .unwrap()
         .run(base(), resume, |e| {
             if let Event::Step(_) = e {
@@ -85,19 +89,28 @@ fn logged_steps(dir: &Path) -> usize {
 }
 
 #[test]
-fn killed_run_resumes_with_identical_losses() {
+fn killed_lora_run_resumes_with_identical_losses() {
+    kill_and_resume(Mode::Lora, "killed_lora_run_resumes_with_identical_losses");
+}
+
+#[test]
+fn killed_full_run_resumes_with_identical_losses() {
+    kill_and_resume(Mode::Full, "killed_full_run_resumes_with_identical_losses");
+}
+
+fn kill_and_resume(mode: Mode, test_name: &str) {
     if let Some(dir) = std::env::var_os("KWX_RESUME_CHILD") {
         // The child: train slowly until killed.
-        train(Path::new(&dir), false, Duration::from_millis(150));
+        train(mode, Path::new(&dir), false, Duration::from_millis(150));
         return;
     }
     let whole = tempfile::tempdir().unwrap();
-    let reference = train(whole.path(), false, Duration::ZERO);
+    let reference = train(mode, whole.path(), false, Duration::ZERO);
     assert_eq!(reference.steps.len(), STEPS);
 
     let killed = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "killed_run_resumes_with_identical_losses", "--nocapture"])
+        .args(["--exact", test_name, "--nocapture"])
         .env("KWX_RESUME_CHILD", killed.path())
         .spawn()
         .unwrap();
@@ -116,7 +129,7 @@ fn killed_run_resumes_with_identical_losses() {
     let logged = logged_steps(killed.path());
     assert!(logged < STEPS, "killed after {logged} steps");
 
-    let resumed = train(killed.path(), true, Duration::ZERO);
+    let resumed = train(mode, killed.path(), true, Duration::ZERO);
     assert_eq!(resumed.steps.len(), STEPS);
     for (a, b) in reference.steps.iter().zip(&resumed.steps) {
         assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}: {} vs {}", a.step, a.loss, b.loss);
@@ -127,13 +140,18 @@ fn killed_run_resumes_with_identical_losses() {
         o.evals.iter().map(|e| (e.step, e.eval_loss.unwrap().to_bits())).collect()
     };
     assert_eq!(evals(&reference), evals(&resumed));
-    for file in ["adapter_model.safetensors", "adapter_config.json"] {
+    let files: &[&str] = match mode {
+        Mode::Lora => &["adapter/adapter_model.safetensors", "adapter/adapter_config.json"],
+        Mode::Full => &["model.bpk"],
+    };
+    for file in files {
         assert_eq!(
-            std::fs::read(reference.last.join("adapter").join(file)).unwrap(),
-            std::fs::read(resumed.last.join("adapter").join(file)).unwrap(),
+            std::fs::read(reference.last.join(file)).unwrap(),
+            std::fs::read(resumed.last.join(file)).unwrap(),
             "{file}"
         );
     }
+    assert_eq!(resumed.best_weights, resumed.best.clone().unwrap().join(files[0].split('/').next().unwrap()));
     // metrics.jsonl holds each step once, in order.
     assert_eq!(logged_steps(killed.path()), STEPS);
     // Only the last `keep_last` checkpoints (plus the best) remain, and no temporary folders.

@@ -12,7 +12,7 @@ pub const BEST_FILE: &str = "best.json";
 pub(crate) const STATE_FILE: &str = "trainer_state.json";
 pub(crate) const OPTIMIZER_FILE: &str = "optimizer.bpk";
 pub(crate) const ADAPTER_DIR: &str = "adapter";
-pub(crate) const MODEL_FILE: &str = "model.gguf";
+pub(crate) const MODEL_FILE: &str = "model.bpk";
 
 /// Everything besides tensors that a resumed run needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,7 +7,6 @@ use std::time::Instant;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
-use kwx_core::gguf::{GgufVocab, WriteOptions, write_gemma};
 use kwx_core::{Gemma, GemmaTokenizer, GenerationConfig, Generator};
 use kwx_data::training::TrainingExample;
 use rand::SeedableRng;
@@ -234,20 +233,9 @@ impl<'a> Trainer<'a> {
         resume: bool,
         mut on_event: impl FnMut(Event<'_>),
     ) -> Result<Outcome> {
-        if self.config.mode == Mode::Full && self.tokenizer.is_none() {
-            return Err(Error::Data(
-                "full fine-tuning writes GGUF checkpoints, which carry the vocabulary: pass the tokenizer (Trainer::with_tokenizer)".into(),
-            ));
-        }
         let out = &self.output_dir;
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         checkpoint::remove_stale_temporaries(out)?;
-        let device = base.device();
-        let ad = if device.is_autodiff() {
-            device.clone()
-        } else {
-            device.clone().autodiff()
-        };
         let resume_from = if resume {
             checkpoint::latest_checkpoint(out)?
         } else {
@@ -304,11 +292,11 @@ impl<'a> Trainer<'a> {
                 attach(base, &adapter)?
             }
             Mode::Full => {
-                let model = match &resume_from {
-                    Some(dir) => Gemma::load(dir.join(MODEL_FILE), &ad)?,
-                    None => to_autodiff(base),
-                };
-                with_stable_ids(model)
+                let model = with_stable_ids(to_autodiff(base));
+                match &resume_from {
+                    Some(dir) => load_model_record(model, &dir.join(MODEL_FILE))?,
+                    None => model,
+                }
             }
         };
 
@@ -585,19 +573,13 @@ impl<'a> Trainer<'a> {
             match self.config.mode {
                 Mode::Lora => extract(model, lora)?.save(tmp.join(ADAPTER_DIR))?,
                 Mode::Full => {
-                    let tokenizer = self.tokenizer.ok_or_else(|| {
-                        Error::Data("full fine-tuning checkpoints need the tokenizer".into())
+                    let bytes = model.clone().into_record().into_bytes().map_err(|e| {
+                        Error::Checkpoint {
+                            path: tmp.to_path_buf(),
+                            message: format!("model record: {e:?}"),
+                        }
                     })?;
-                    let vocab = GgufVocab::from_hf_tokenizer(
-                        tokenizer.inner(),
-                        model.config().vocab_size,
-                    )?;
-                    let options = WriteOptions {
-                        llama_cpp_compatible: false,
-                        name: "kwx fine-tune".into(),
-                        ..WriteOptions::default()
-                    };
-                    write_gemma(&model.valid(), &vocab, tmp.join(MODEL_FILE), &options)?;
+                    write_atomic(&tmp.join(MODEL_FILE), &bytes)?;
                 }
             }
             let bytes = optim.into_bytes().map_err(|e| Error::Checkpoint {
@@ -667,6 +649,20 @@ fn rewrite_metrics(path: &Path, state: &TrainerState) -> Result<()> {
         }
     }
     write_atomic(path, &buf)
+}
+
+/// Loads a full fine-tuning checkpoint (burn's burnpack record) over `model`.
+pub(crate) fn load_model_record(model: Gemma, path: &Path) -> Result<Gemma> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("model record: {e:?}"),
+        })?;
+    model.try_load_record(record).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("model record does not fit this model: {e:?}"),
+    })
 }
 
 /// The module on the autodiff wrapper of its device, every active parameter tracked.
