@@ -11,6 +11,7 @@
 
 mod checkpoint;
 mod config;
+mod data;
 mod loss;
 mod metrics;
 mod schedule;
@@ -18,6 +19,7 @@ mod trainer;
 
 pub use checkpoint::{BEST_FILE, latest_checkpoint};
 pub use config::{BestMetric, Mode, TrainConfig};
+pub use data::{Prepared, prepare, read_records, split_eval};
 pub use loss::{MicroBatch, completion_loss_sum};
 pub use metrics::{KeywordCounts, KeywordScores, parse_keywords};
 pub use schedule::{Decay, Schedule};
