@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use kwx::core::burn::tensor::Device;
 use kwx::core::{Gemma, GenerationConfig, Generator};
@@ -36,15 +36,14 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(adapter) = &args.adapter {
-        bail!(
-            "--adapter {}: LoRA adapters are not supported yet (they arrive with kwx-peft); run without --adapter",
-            adapter.display()
-        );
-    }
     let device = Device::default();
-    let model = Gemma::load(&args.model, &device)
+    let mut model = Gemma::load(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
+    if let Some(dir) = &args.adapter {
+        let adapter = kwx::peft::Adapter::load(dir, &model)
+            .with_context(|| format!("loading adapter {}", dir.display()))?;
+        model = kwx::peft::attach(model, &adapter)?;
+    }
     let vocab = model.config().vocab_size;
     let logits: Vec<f32> = model
         .logits(&args.ids)?

@@ -28,6 +28,8 @@
 //! # let _ = out; Ok(()) }
 //! ```
 
+pub mod plot;
+
 pub use kwx_core as core;
 pub use kwx_data as data;
 pub use kwx_peft as peft;

@@ -28,7 +28,8 @@ pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
 const PREFIX: &str = "base_model.model.";
-const TOKEN_ROWS_KEY: &str = "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta";
+const TOKEN_ROWS_KEY: &str =
+    "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta";
 const EMBED_KEY: &str = "base_model.model.model.embed_tokens.weight";
 const LM_HEAD_KEY: &str = "base_model.model.lm_head.weight";
 
@@ -124,7 +125,10 @@ impl Adapter {
                         .collect(),
                     vec![0.0; out * r],
                 ),
-                Value::Bool(false) => (uniform(&mut rng, r * inp, inp), uniform(&mut rng, out * r, r)),
+                Value::Bool(false) => (
+                    uniform(&mut rng, r * inp, inp),
+                    uniform(&mut rng, out * r, r),
+                ),
                 _ => (uniform(&mut rng, r * inp, inp), vec![0.0; out * r]),
             };
             layers.insert(
@@ -143,7 +147,12 @@ impl Adapter {
         }
         let embed = model.embed_tokens.weight.val();
         let token_rows = match config.trainable_tokens() {
-            Some(ids) => Some(select_rows(model, embed.clone(), ids, "trainable_token_indices")?),
+            Some(ids) => Some(select_rows(
+                model,
+                embed.clone(),
+                ids,
+                "trainable_token_indices",
+            )?),
             None => None,
         };
         let mut saved_modules = BTreeMap::new();
@@ -258,14 +267,26 @@ impl Adapter {
         let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         for (name, pair) in &self.layers {
             for (factor, t) in [("A", &pair.a), ("B", &pair.b)] {
-                tensors.push((lora_key(name, factor), t.dims().to_vec(), to_vec(t.clone())?));
+                tensors.push((
+                    lora_key(name, factor),
+                    t.dims().to_vec(),
+                    to_vec(t.clone())?,
+                ));
             }
         }
         if let Some(rows) = &self.token_rows {
-            tensors.push((TOKEN_ROWS_KEY.into(), rows.dims().to_vec(), to_vec(rows.clone())?));
+            tensors.push((
+                TOKEN_ROWS_KEY.into(),
+                rows.dims().to_vec(),
+                to_vec(rows.clone())?,
+            ));
         }
         for (module, t) in &self.saved_modules {
-            let key = if module == "lm_head" { LM_HEAD_KEY } else { EMBED_KEY };
+            let key = if module == "lm_head" {
+                LM_HEAD_KEY
+            } else {
+                EMBED_KEY
+            };
             tensors.push((key.into(), t.dims().to_vec(), to_vec(t.clone())?));
         }
         let path = dir.join(WEIGHTS_FILE);
@@ -311,7 +332,10 @@ fn check_ids(model: &Gemma, ids: &[u32]) -> Result<()> {
 fn select_rows(model: &Gemma, embed: Tensor<2>, ids: &[u32], _field: &str) -> Result<Tensor<2>> {
     check_ids(model, ids)?;
     let idx = Tensor::<1, burn::tensor::Int>::from_data(
-        TensorData::new(ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(), [ids.len()]),
+        TensorData::new(
+            ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
+            [ids.len()],
+        ),
         &embed.device(),
     );
     Ok(embed.select(0, idx))
@@ -320,7 +344,10 @@ fn select_rows(model: &Gemma, embed: Tensor<2>, ids: &[u32], _field: &str) -> Re
 /// Writes `bytes` to `path` through a temporary file in the same folder, fsync and rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".kwx-tmp-")
         .tempfile_in(dir)
@@ -332,7 +359,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Writes F32 tensors as safetensors with PEFT's metadata (`format: pt`), atomically.
-pub(crate) fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+pub(crate) fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+) -> Result<()> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())

@@ -16,7 +16,13 @@ use crate::error::{Error, Result};
 
 /// The linear layers of a Gemma decoder layer, by their transformers names.
 pub const LINEAR_MODULES: [&str; 7] = [
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
 ];
 
 /// `target_modules`: a list of names (matched as the whole module name or its last components)
@@ -465,9 +471,10 @@ impl LoraConfig {
 
     /// The targets as written, for error messages.
     pub(crate) fn describe_targets(&self) -> Vec<String> {
-        self.target_modules
-            .as_ref()
-            .map_or_else(|| vec!["q_proj".into(), "v_proj".into()], TargetModules::describe)
+        self.target_modules.as_ref().map_or_else(
+            || vec!["q_proj".into(), "v_proj".into()],
+            TargetModules::describe,
+        )
     }
 }
 
@@ -493,9 +500,9 @@ fn pattern_regex(p: &str) -> Result<Regex, String> {
 
 fn matches_modules(targets: &TargetModules, module: &str) -> bool {
     match targets {
-        TargetModules::Pattern(p) if p == "all-linear" => {
-            LINEAR_MODULES.iter().any(|m| module.ends_with(&format!(".{m}")))
-        }
+        TargetModules::Pattern(p) if p == "all-linear" => LINEAR_MODULES
+            .iter()
+            .any(|m| module.ends_with(&format!(".{m}"))),
         TargetModules::Pattern(p) => full_regex(p).is_ok_and(|re| re.is_match(module)),
         TargetModules::List(names) => names
             .iter()
@@ -531,7 +538,8 @@ mod tests {
         assert!(c.targets("model.layers.2.mlp.up_proj"));
         assert!(!c.targets("model.layers.1.mlp.up_proj"));
         c.rank_pattern.insert("q_proj".into(), 16);
-        c.alpha_pattern.insert(r"layers\.0\.self_attn\.q_proj".into(), 32.0);
+        c.alpha_pattern
+            .insert(r"layers\.0\.self_attn\.q_proj".into(), 32.0);
         assert_eq!(c.rank_for("model.layers.0.self_attn.q_proj"), 16);
         assert_eq!(c.rank_for("model.layers.0.self_attn.k_proj"), 4);
         assert_eq!(c.scaling_for("model.layers.0.self_attn.q_proj"), 2.0);
@@ -554,7 +562,8 @@ mod tests {
     #[test]
     fn json_round_trip_keeps_unknown_fields() {
         let mut c = LoraConfig::new(4, 8.0).with_trainable_tokens(vec![5, 6]);
-        c.extra.insert("future_field".into(), serde_json::json!({"a": 1}));
+        c.extra
+            .insert("future_field".into(), serde_json::json!({"a": 1}));
         let text = c.to_json().unwrap();
         assert!(text.contains("\"lora_alpha\": 8,"), "{text}");
         let back: LoraConfig = serde_json::from_str(&text).unwrap();

@@ -78,7 +78,9 @@ pub enum Error {
     },
 
     /// A target module matched nothing in the model.
-    #[error("target_modules {targets:?} match no linear layer of this model (it has {available:?})")]
+    #[error(
+        "target_modules {targets:?} match no linear layer of this model (it has {available:?})"
+    )]
     NoTargets {
         /// The configured targets.
         targets: Vec<String>,

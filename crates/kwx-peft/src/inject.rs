@@ -8,9 +8,7 @@
 //! second reparameterization on the embedding that keeps the tie with the output head) and whole
 //! saved modules. kwx-core's model code is unchanged: it reads `param.val()` as it always did.
 
-use burn::module::{
-    LoraAdapter, Module, Param, ParamId, Reparameterization, Reparameterizer,
-};
+use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterization, Reparameterizer};
 use burn::nn::Linear;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use kwx_core::Gemma;
@@ -42,7 +40,10 @@ impl Reparameterization for TokenRows {
         let w: Tensor<2> = base.reshape([dims[0], dims[1]]);
         let n = self.ids.len();
         let idx = Tensor::<1, Int>::from_data(
-            TensorData::new(self.ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(), [n]),
+            TensorData::new(
+                self.ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
+                [n],
+            ),
             &w.device(),
         );
         let old = w.clone().select(0, idx.clone());
@@ -259,7 +260,11 @@ pub fn extract(model: &Gemma, config: &crate::LoraConfig) -> Result<Adapter> {
     }
     if config.saves("lm_head") {
         let head = model.lm_head.as_ref().ok_or_else(|| {
-            Error::config("LoraConfig", "modules_to_save", "the model has no separate lm_head")
+            Error::config(
+                "LoraConfig",
+                "modules_to_save",
+                "the model has no separate lm_head",
+            )
         })?;
         saved_modules.insert(
             "lm_head".to_string(),

@@ -6,12 +6,6 @@
 #![allow(clippy::unwrap_used)] // test helpers
 
 use burn::tensor::Device;
-use kwx_core::{Family, GemmaConfig, GemmaTokenizer, Rope};
-use kwx_data::builder::DatasetBuilder;
-use kwx_data::dictionary::Dictionary;
-use kwx_data::jsonl::InstructionRecord;
-use kwx_data::training::ChatFormat;
-use kwx_peft::train::{Decay, Mode, TrainConfig, Trainer, prepare};
 use kwx_core::tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use kwx_core::tokenizers::models::{ModelWrapper, TrainerWrapper};
 use kwx_core::tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
@@ -19,13 +13,24 @@ use kwx_core::tokenizers::{
     AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
     Tokenizer, TokenizerImpl,
 };
+use kwx_core::{Family, GemmaConfig, GemmaTokenizer, Rope};
+use kwx_data::builder::DatasetBuilder;
+use kwx_data::dictionary::Dictionary;
+use kwx_data::jsonl::InstructionRecord;
+use kwx_data::training::ChatFormat;
+use kwx_peft::train::{Decay, Mode, TrainConfig, Trainer, prepare};
 
 const INSTRUCTION: &str = "키워드:";
 
 fn records() -> (Vec<InstructionRecord>, Vec<InstructionRecord>) {
     // Every 8th term of the bundled dictionary (~100 terms over all categories), so that each
     // term is seen often enough for a tiny model trained for a minute.
-    let entries = Dictionary::bundled().entries().iter().step_by(8).cloned().collect();
+    let entries = Dictionary::bundled()
+        .entries()
+        .iter()
+        .step_by(8)
+        .cloned()
+        .collect();
     let dictionary = Dictionary::new(entries).unwrap();
     let examples = DatasetBuilder::new(&dictionary)
         .seed(11)
@@ -33,8 +38,10 @@ fn records() -> (Vec<InstructionRecord>, Vec<InstructionRecord>) {
         .n(1400)
         .build()
         .unwrap();
-    let records: Vec<InstructionRecord> =
-        examples.iter().map(|e| e.to_instruction(INSTRUCTION)).collect();
+    let records: Vec<InstructionRecord> = examples
+        .iter()
+        .map(|e| e.to_instruction(INSTRUCTION))
+        .collect();
     let (eval, train) = records.split_at(200);
     (train.to_vec(), eval.to_vec())
 }

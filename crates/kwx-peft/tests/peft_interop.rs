@@ -11,7 +11,11 @@ use burn::tensor::{Device, Tensor};
 use kwx_core::{Gemma, SafetensorsSource, WeightSource};
 use kwx_peft::{Adapter, AdapterSet, Error, LoraConfig, TargetModules, attach, merge, unmerge};
 
-const ADAPTERS: [&str; 3] = ["lora_all_linear", "lora_rslora_tokens", "lora_modules_to_save"];
+const ADAPTERS: [&str; 3] = [
+    "lora_all_linear",
+    "lora_rslora_tokens",
+    "lora_modules_to_save",
+];
 const TOL: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
@@ -46,7 +50,10 @@ fn values(t: Tensor<2>) -> Vec<f32> {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -64,12 +71,18 @@ fn peft_adapters_give_peft_logits_unmerged_and_merged() {
         assert!(d <= TOL, "{name}: unmerged logits differ from PEFT by {d}");
         // The adapter matters: the base alone is far away.
         let plain = values(base.logits(&ids).unwrap());
-        assert!(max_diff(&plain, &want) > 0.5, "{name}: adapter changes nothing");
+        assert!(
+            max_diff(&plain, &want) > 0.5,
+            "{name}: adapter changes nothing"
+        );
 
         let merged = merge(model);
         let got_merged = values(merged.logits(&ids).unwrap());
         let d = max_diff(&got_merged, &expected(&dir, "merged_logits", vocab));
-        assert!(d <= TOL, "{name}: merged logits differ from PEFT's merged by {d}");
+        assert!(
+            d <= TOL,
+            "{name}: merged logits differ from PEFT's merged by {d}"
+        );
         let d = max_diff(&got_merged, &got);
         assert!(d <= TOL, "{name}: merged differs from unmerged by {d}");
 
@@ -156,7 +169,12 @@ fn save_then_load_is_exact() {
 /// writing exactly those bytes, or the PEFT check no longer speaks for it.
 fn kwx_saved_adapter(base: &Gemma) -> Adapter {
     let config = LoraConfig::new(4, 8.0)
-        .with_target_modules(TargetModules::names(["q_proj", "k_proj", "up_proj", "down_proj"]))
+        .with_target_modules(TargetModules::names([
+            "q_proj",
+            "k_proj",
+            "up_proj",
+            "down_proj",
+        ]))
         .with_rslora(true)
         .with_trainable_tokens(vec![9, 10])
         .with_init(serde_json::Value::Bool(false));
@@ -171,8 +189,16 @@ fn kwx_saved_adapter_is_what_peft_checked() {
     let base = base();
     let dir = fixtures().join("kwx_saved");
     let adapter = kwx_saved_adapter(&base);
-    let ids: Vec<u32> = (0..20).map(|i| (i * 37 % 500 + 3) as u32).chain([9, 10]).collect();
-    let logits = values(attach(base.clone(), &adapter).unwrap().logits(&ids).unwrap());
+    let ids: Vec<u32> = (0..20)
+        .map(|i| (i * 37 % 500 + 3) as u32)
+        .chain([9, 10])
+        .collect();
+    let logits = values(
+        attach(base.clone(), &adapter)
+            .unwrap()
+            .logits(&ids)
+            .unwrap(),
+    );
     if std::env::var_os("KWX_BLESS").is_some() {
         adapter.save(dir.join("adapter")).unwrap();
         std::fs::write(
@@ -205,10 +231,9 @@ fn kwx_saved_adapter_is_what_peft_checked() {
     }
     let vocab = base.config().vocab_size;
     assert!(max_diff(&logits, &expected(&dir, "logits", vocab)) <= TOL);
-    let check: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("peft_check.json")).unwrap(),
-    )
-    .unwrap();
+    let check: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("peft_check.json")).unwrap())
+            .unwrap();
     assert_eq!(check["passed"], true, "{check}");
     assert!(check["max_abs_diff"].as_f64().unwrap() <= 1e-4, "{check}");
 }
@@ -269,23 +294,47 @@ fn bad_adapters_are_typed_errors_naming_the_problem() {
 
     let t = copy(&|d| rewrite_weights(d, key, None));
     let e = Adapter::load(t.path(), &base).unwrap_err();
-    assert!(matches!(&e, Error::MissingTensor { name, .. } if name == key), "{e}");
+    assert!(
+        matches!(&e, Error::MissingTensor { name, .. } if name == key),
+        "{e}"
+    );
 
-    let t = copy(&|d| rewrite_weights(d, "", Some(("base_model.model.model.layers.9.mlp.up_proj.lora_B.weight", vec![128, 4]))));
+    let t = copy(&|d| {
+        rewrite_weights(
+            d,
+            "",
+            Some((
+                "base_model.model.model.layers.9.mlp.up_proj.lora_B.weight",
+                vec![128, 4],
+            )),
+        )
+    });
     let e = Adapter::load(t.path(), &base).unwrap_err();
-    assert!(matches!(&e, Error::UnexpectedTensors { names, .. } if names[0].contains("layers.9")), "{e}");
+    assert!(
+        matches!(&e, Error::UnexpectedTensors { names, .. } if names[0].contains("layers.9")),
+        "{e}"
+    );
 
     let t = copy(&|d| rewrite_weights(d, key, Some((key, vec![128, 5]))));
     let e = Adapter::load(t.path(), &base).unwrap_err();
-    assert!(matches!(&e, Error::ShapeMismatch { got, .. } if got == &vec![128, 5]), "{e}");
+    assert!(
+        matches!(&e, Error::ShapeMismatch { got, .. } if got == &vec![128, 5]),
+        "{e}"
+    );
 
     let t = copy(&|d| rewrite_config(d, &|v| v["use_dora"] = true.into()));
     let e = Adapter::load(t.path(), &base).unwrap_err().to_string();
-    assert!(e.contains("use_dora") && e.contains("adapter_config.json"), "{e}");
+    assert!(
+        e.contains("use_dora") && e.contains("adapter_config.json"),
+        "{e}"
+    );
 
     let t = copy(&|d| rewrite_config(d, &|v| v["r"] = "four".into()));
     let e = Adapter::load(t.path(), &base).unwrap_err().to_string();
-    assert!(e.contains("adapter_config.json") && e.contains("line"), "{e}");
+    assert!(
+        e.contains("adapter_config.json") && e.contains("line"),
+        "{e}"
+    );
 
     let t = copy(&|d| rewrite_config(d, &|v| v["target_modules"] = serde_json::json!(["qq_proj"])));
     let e = Adapter::load(t.path(), &base).unwrap_err();

@@ -27,7 +27,9 @@ fn data() -> TrainData {
     let train = (0..24)
         .map(|i| {
             let len = 12 + i % 7;
-            let input_ids: Vec<u32> = (0..len).map(|t| ((t * 31 + i * 17) % 500 + 3) as u32).collect();
+            let input_ids: Vec<u32> = (0..len)
+                .map(|t| ((t * 31 + i * 17) % 500 + 3) as u32)
+                .collect();
             let labels = input_ids
                 .iter()
                 .enumerate()
@@ -84,7 +86,11 @@ fn train(mode: Mode, dir: &Path, resume: bool, throttle: Duration) -> kwx_peft::
 
 fn logged_steps(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .map(|t| t.lines().filter(|l| l.contains("\"kind\":\"step\"")).count())
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.contains("\"kind\":\"step\""))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -120,7 +126,10 @@ fn kill_and_resume(mode: Mode, test_name: &str) {
             child.try_wait().unwrap().is_none(),
             "the child finished before it could be killed"
         );
-        assert!(started.elapsed() < Duration::from_secs(120), "child too slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "child too slow"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL: no destructor, no flush, no clean-up
@@ -132,16 +141,34 @@ fn kill_and_resume(mode: Mode, test_name: &str) {
     let resumed = train(mode, killed.path(), true, Duration::ZERO);
     assert_eq!(resumed.steps.len(), STEPS);
     for (a, b) in reference.steps.iter().zip(&resumed.steps) {
-        assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "step {}: {} vs {}", a.step, a.loss, b.loss);
-        assert_eq!(a.grad_norm.to_bits(), b.grad_norm.to_bits(), "step {}", a.step);
+        assert_eq!(
+            a.loss.to_bits(),
+            b.loss.to_bits(),
+            "step {}: {} vs {}",
+            a.step,
+            a.loss,
+            b.loss
+        );
+        assert_eq!(
+            a.grad_norm.to_bits(),
+            b.grad_norm.to_bits(),
+            "step {}",
+            a.step
+        );
         assert_eq!(a.lr.to_bits(), b.lr.to_bits(), "step {}", a.step);
     }
     let evals = |o: &kwx_peft::train::Outcome| -> Vec<(usize, u64)> {
-        o.evals.iter().map(|e| (e.step, e.eval_loss.unwrap().to_bits())).collect()
+        o.evals
+            .iter()
+            .map(|e| (e.step, e.eval_loss.unwrap().to_bits()))
+            .collect()
     };
     assert_eq!(evals(&reference), evals(&resumed));
     let files: &[&str] = match mode {
-        Mode::Lora => &["adapter/adapter_model.safetensors", "adapter/adapter_config.json"],
+        Mode::Lora => &[
+            "adapter/adapter_model.safetensors",
+            "adapter/adapter_config.json",
+        ],
         Mode::Full => &["model.bpk"],
     };
     for file in files {
@@ -151,7 +178,14 @@ fn kill_and_resume(mode: Mode, test_name: &str) {
             "{file}"
         );
     }
-    assert_eq!(resumed.best_weights, resumed.best.clone().unwrap().join(files[0].split('/').next().unwrap()));
+    assert_eq!(
+        resumed.best_weights,
+        resumed
+            .best
+            .clone()
+            .unwrap()
+            .join(files[0].split('/').next().unwrap())
+    );
     // metrics.jsonl holds each step once, in order.
     assert_eq!(logged_steps(killed.path()), STEPS);
     // Only the last `keep_last` checkpoints (plus the best) remain, and no temporary folders.
@@ -159,9 +193,15 @@ fn kill_and_resume(mode: Mode, test_name: &str) {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
-    let checkpoints = names.iter().filter(|n| n.starts_with("checkpoint-")).count();
+    let checkpoints = names
+        .iter()
+        .filter(|n| n.starts_with("checkpoint-"))
+        .count();
     assert!((2..=3).contains(&checkpoints), "{names:?}");
-    assert!(!names.iter().any(|n| n.starts_with(".kwx-tmp")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with(".kwx-tmp")),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -187,21 +227,39 @@ fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
         panic!("{err}");
     };
     assert!(*step >= 2, "{err}");
-    assert!(kept.join("adapter/adapter_model.safetensors").is_file(), "{err}");
+    assert!(
+        kept.join("adapter/adapter_model.safetensors").is_file(),
+        "{err}"
+    );
     assert!(err.to_string().contains(&format!("step {step}")), "{err}");
-    assert!(kept.ends_with(format!("checkpoint-{:06}", step - 1)), "{err}");
+    assert!(
+        kept.ends_with(format!("checkpoint-{:06}", step - 1)),
+        "{err}"
+    );
 }
 
 #[test]
 fn resuming_with_other_settings_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let short = TrainConfig { max_steps: 2, ..config() };
-    Trainer::new(short.clone(), dir.path(), data()).unwrap().run(base(), false, |_| {}).unwrap();
-    let other = TrainConfig { learning_rate: 1e-3, ..short };
+    let short = TrainConfig {
+        max_steps: 2,
+        ..config()
+    };
+    Trainer::new(short.clone(), dir.path(), data())
+        .unwrap()
+        .run(base(), false, |_| {})
+        .unwrap();
+    let other = TrainConfig {
+        learning_rate: 1e-3,
+        ..short
+    };
     let err = Trainer::new(other, dir.path(), data())
         .unwrap()
         .run(base(), true, |_| {})
         .unwrap_err()
         .to_string();
-    assert!(err.contains("learning_rate") && err.contains("checkpoint-000002"), "{err}");
+    assert!(
+        err.contains("learning_rate") && err.contains("checkpoint-000002"),
+        "{err}"
+    );
 }

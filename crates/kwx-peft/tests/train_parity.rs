@@ -30,7 +30,11 @@ fn record() -> serde_json::Value {
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn micro_batches() -> Vec<MicroBatch> {
@@ -77,7 +81,10 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| f64::from((x - y).abs())).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from((x - y).abs()))
+        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -98,7 +105,10 @@ fn first_step_gradients_equal_peft() {
     }
     let rec = record();
     let want_loss = floats(&rec["losses"])[0];
-    assert!((loss / total as f64 - want_loss).abs() < TOL, "{loss} vs {want_loss}");
+    assert!(
+        (loss / total as f64 - want_loss).abs() < TOL,
+        "{loss} vs {want_loss}"
+    );
     let grads = acc.grads();
     let mut src =
         SafetensorsSource::open(vec![fixtures().join("train_5step/grads_step1.safetensors")])
@@ -167,12 +177,34 @@ fn five_adamw_steps_equal_peft() {
         .unwrap();
     let outcome = trainer.run(base.clone(), false, |_| {}).unwrap();
     let rec = record();
-    let (losses, norms, lrs) = (floats(&rec["losses"]), floats(&rec["grad_norms"]), floats(&rec["lrs"]));
+    let (losses, norms, lrs) = (
+        floats(&rec["losses"]),
+        floats(&rec["grad_norms"]),
+        floats(&rec["lrs"]),
+    );
     assert_eq!(outcome.steps.len(), 5);
     for (i, s) in outcome.steps.iter().enumerate() {
-        assert!((s.loss - losses[i]).abs() < TOL, "step {}: loss {} vs {}", i + 1, s.loss, losses[i]);
-        assert!((s.grad_norm - norms[i]).abs() < TOL, "step {}: norm {} vs {}", i + 1, s.grad_norm, norms[i]);
-        assert!((s.lr - lrs[i]).abs() < 1e-12, "step {}: lr {} vs {}", i + 1, s.lr, lrs[i]);
+        assert!(
+            (s.loss - losses[i]).abs() < TOL,
+            "step {}: loss {} vs {}",
+            i + 1,
+            s.loss,
+            losses[i]
+        );
+        assert!(
+            (s.grad_norm - norms[i]).abs() < TOL,
+            "step {}: norm {} vs {}",
+            i + 1,
+            s.grad_norm,
+            norms[i]
+        );
+        assert!(
+            (s.lr - lrs[i]).abs() < 1e-12,
+            "step {}: lr {} vs {}",
+            i + 1,
+            s.lr,
+            lrs[i]
+        );
         assert_eq!(s.label_tokens, 26);
     }
     let fin = Adapter::load(&outcome.best_weights, &base).unwrap();

@@ -224,7 +224,10 @@ mod tests {
         )
         .unwrap();
         let c = TrainConfig::from_toml_file(&p).unwrap();
-        assert_eq!((c.mode, c.learning_rate, c.weight_decay, c.lora.r), (Mode::Full, 1e-3, 0.1, 4));
+        assert_eq!(
+            (c.mode, c.learning_rate, c.weight_decay, c.lora.r),
+            (Mode::Full, 1e-3, 0.1, 4)
+        );
         std::fs::write(&p, "learning_rat = 1e-3\n").unwrap();
         let e = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
         assert!(e.contains("learning_rat") && e.contains("line 1"), "{e}");

@@ -20,9 +20,15 @@ pub struct MicroBatch {
 impl MicroBatch {
     /// Pads `examples` on the right with `pad_id` to a common length.
     pub fn from_examples(examples: &[&TrainingExample], pad_id: u32) -> Result<Self> {
-        let seq = examples.iter().map(|e| e.input_ids.len()).max().unwrap_or(0);
+        let seq = examples
+            .iter()
+            .map(|e| e.input_ids.len())
+            .max()
+            .unwrap_or(0);
         if seq < 2 {
-            return Err(Error::Data("a micro-batch needs rows of at least 2 tokens".into()));
+            return Err(Error::Data(
+                "a micro-batch needs rows of at least 2 tokens".into(),
+            ));
         }
         let mut input_ids = Vec::with_capacity(examples.len());
         let mut labels = Vec::with_capacity(examples.len());
@@ -97,7 +103,9 @@ pub fn completion_loss_sum(model: &Gemma, batch: &MicroBatch) -> Result<(Tensor<
     let h = model.config().hidden_size;
     let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
     let picked = hidden.reshape([b * seq, h]).select(0, idx);
-    let logits = model.project(picked.reshape([1, n, h])).reshape([n, model.config().vocab_size]);
+    let logits = model
+        .project(picked.reshape([1, n, h]))
+        .reshape([n, model.config().vocab_size]);
     let logp = log_softmax(logits, 1);
     let tgt = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
     let picked = logp.gather(1, tgt);

@@ -33,7 +33,10 @@ impl KeywordCounts {
             None => (BTreeSet::new(), false),
         };
         let gold: BTreeSet<&str> = gold.iter().map(|s| s.trim()).collect();
-        self.correct += predicted.iter().filter(|p| gold.contains(p.as_str())).count();
+        self.correct += predicted
+            .iter()
+            .filter(|p| gold.contains(p.as_str()))
+            .count();
         self.predicted += predicted.len();
         self.gold += gold.len();
         self.valid += usize::from(valid);
@@ -82,7 +85,10 @@ mod tests {
     #[test]
     fn hand_computed_scores() {
         let mut c = KeywordCounts::default();
-        c.add(r#"["진통", "해열", "두통"]"#, &["진통".into(), "해열".into(), "임산부".into(), "노인".into()]);
+        c.add(
+            r#"["진통", "해열", "두통"]"#,
+            &["진통".into(), "해열".into(), "임산부".into(), "노인".into()],
+        );
         c.add("not json", &["파스".into()]);
         let s = c.scores();
         // correct 2, predicted 3, gold 5

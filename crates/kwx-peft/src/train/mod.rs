@@ -15,6 +15,7 @@ mod data;
 mod loss;
 mod metrics;
 mod schedule;
+mod step;
 mod trainer;
 
 pub use checkpoint::{BEST_FILE, latest_checkpoint};
@@ -23,4 +24,7 @@ pub use data::{Prepared, prepare, read_records, split_eval};
 pub use loss::{MicroBatch, completion_loss_sum};
 pub use metrics::{KeywordCounts, KeywordScores, parse_keywords};
 pub use schedule::{Decay, Schedule};
-pub use trainer::{EvalExample, EvalRecord, Event, Outcome, StepRecord, TrainData, Trainer};
+pub use step::{StepStats, optimizer, train_step, trainable_model};
+pub use trainer::{
+    EvalExample, EvalRecord, Event, Outcome, StepRecord, TrainData, Trainer, load_full_checkpoint,
+};

@@ -54,17 +54,32 @@ mod tests {
     fn matches_transformers_schedules() {
         // get_linear_schedule_with_warmup(num_warmup_steps=2, num_training_steps=5), peak 1e-2:
         // lr_lambda(s) = s/2 for s < 2, else (5 - s) / 3.
-        let s = Schedule { peak: 1e-2, warmup: 2, total: 5, decay: Decay::Linear };
+        let s = Schedule {
+            peak: 1e-2,
+            warmup: 2,
+            total: 5,
+            decay: Decay::Linear,
+        };
         let got: Vec<f64> = (0..5).map(|i| s.lr(i)).collect();
         let want = [0.0, 5e-3, 1e-2, 1e-2 * 2.0 / 3.0, 1e-2 / 3.0];
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-15, "{got:?}");
         }
         // get_cosine_schedule_with_warmup: 0.5 (1 + cos(pi * progress)).
-        let c = Schedule { peak: 1.0, warmup: 0, total: 4, decay: Decay::Cosine };
+        let c = Schedule {
+            peak: 1.0,
+            warmup: 0,
+            total: 4,
+            decay: Decay::Cosine,
+        };
         assert!((c.lr(2) - 0.5).abs() < 1e-15);
         assert!((c.lr(1) - 0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos())).abs() < 1e-15);
-        let k = Schedule { peak: 3.0, warmup: 3, total: 9, decay: Decay::Constant };
+        let k = Schedule {
+            peak: 3.0,
+            warmup: 3,
+            total: 9,
+            decay: Decay::Constant,
+        };
         assert_eq!((k.lr(0), k.lr(1), k.lr(8)), (0.0, 1.0, 3.0));
     }
 }

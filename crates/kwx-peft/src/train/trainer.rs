@@ -4,9 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup, ParamId};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
 use kwx_core::{Gemma, GemmaTokenizer, GenerationConfig, Generator};
 use kwx_data::training::TrainingExample;
 use rand::SeedableRng;
@@ -15,16 +14,16 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{
-    self, ADAPTER_DIR, BEST_FILE, BestPointer, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE,
-    TrainerState,
+    self, ADAPTER_DIR, BEST_FILE, BestPointer, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, TrainerState,
 };
 use super::config::{BestMetric, Mode, TrainConfig};
 use super::loss::{MicroBatch, completion_loss_sum};
 use super::metrics::{KeywordCounts, KeywordScores};
 use super::schedule::Schedule;
+use super::step::{optimizer, train_step, trainable_count, trainable_model};
 use crate::adapter::{Adapter, write_atomic};
 use crate::error::{Error, Result};
-use crate::inject::{attach, extract, stable_id};
+use crate::inject::extract;
 
 /// A validation example for generation-based scoring: the rendered prompt and the gold keywords.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,12 +135,21 @@ pub struct Trainer<'a> {
 impl<'a> Trainer<'a> {
     /// A trainer writing checkpoints and `metrics.jsonl` under `output_dir`. Examples longer than
     /// `max_len` are an error here: drop or truncate them when encoding (kwx-data reports them).
-    pub fn new(config: TrainConfig, output_dir: impl Into<PathBuf>, data: TrainData) -> Result<Self> {
+    pub fn new(
+        config: TrainConfig,
+        output_dir: impl Into<PathBuf>,
+        data: TrainData,
+    ) -> Result<Self> {
         config.validate("TrainConfig")?;
         if data.train.is_empty() {
             return Err(Error::Data("no training examples".into()));
         }
-        if let Some(e) = data.train.iter().chain(&data.eval).find(|e| e.input_ids.len() > config.max_len) {
+        if let Some(e) = data
+            .train
+            .iter()
+            .chain(&data.eval)
+            .find(|e| e.input_ids.len() > config.max_len)
+        {
             return Err(Error::Data(format!(
                 "example {} has {} tokens, more than max_len {}",
                 e.index,
@@ -279,43 +287,21 @@ impl<'a> Trainer<'a> {
         if lora.task_type.is_none() {
             lora.task_type = Some("CAUSAL_LM".into());
         }
-        let mut model = match self.config.mode {
-            Mode::Lora => {
-                let base = to_autodiff(base).freeze();
-                let adapter = match &resume_from {
-                    Some(dir) => Adapter::load(dir.join(ADAPTER_DIR), &base)?,
-                    None => match &self.initial {
-                        Some(a) => a.clone(),
-                        None => Adapter::init(&base, &lora, self.config.seed)?,
-                    },
-                };
-                attach(base, &adapter)?
+        let mut model = match (&resume_from, self.config.mode) {
+            (Some(dir), Mode::Lora) => {
+                let adapter = Adapter::load(dir.join(ADAPTER_DIR), &base)?;
+                trainable_model(base, Mode::Lora, &lora, self.config.seed, Some(&adapter))?
             }
-            Mode::Full => {
-                let model = with_stable_ids(to_autodiff(base));
-                match &resume_from {
-                    Some(dir) => load_model_record(model, &dir.join(MODEL_FILE))?,
-                    None => model,
-                }
+            (Some(dir), Mode::Full) => {
+                trainable_model(base, Mode::Full, &lora, self.config.seed, None)
+                    .and_then(|m| load_full_checkpoint(m, &dir.join(MODEL_FILE)))?
+            }
+            (None, mode) => {
+                trainable_model(base, mode, &lora, self.config.seed, self.initial.as_ref())?
             }
         };
 
-        let adamw = AdamWConfig::new()
-            .with_beta_1(self.config.adam_beta1 as f32)
-            .with_beta_2(self.config.adam_beta2 as f32)
-            .with_epsilon(self.config.adam_epsilon as f32)
-            .with_weight_decay(self.config.weight_decay as f32);
-        let mut optim: ModuleOptimizer = adamw.init();
-        let norms = norm_ids(&model);
-        if !norms.is_empty() {
-            // Norm scales (1 + w in kwx) are not decayed, as transformers' Trainer excludes
-            // norm weights from decay.
-            optim = optim.with_group(
-                ParamGroup::from_ids(norms),
-                adamw.clone().with_weight_decay(0.0).build(),
-                None,
-            );
-        }
+        let mut optim = optimizer(&self.config, &model);
         if let Some(dir) = &resume_from {
             let path = dir.join(OPTIMIZER_FILE);
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
@@ -357,49 +343,29 @@ impl<'a> Trainer<'a> {
                 }
                 let mbs = self.config.micro_batch_size;
                 let idx = &order[state.cursor * mbs..((state.cursor + 1) * mbs).min(order.len())];
-                let rows: Vec<&TrainingExample> = idx.iter().map(|&i| &self.data.train[i]).collect();
+                let rows: Vec<&TrainingExample> =
+                    idx.iter().map(|&i| &self.data.train[i]).collect();
                 batches.push(MicroBatch::from_examples(&rows, self.data.pad_id)?);
                 state.cursor += 1;
             }
             let label_tokens: usize = batches.iter().map(MicroBatch::label_tokens).sum();
             let tokens: usize = batches.iter().map(MicroBatch::tokens).sum();
             let step = state.step + 1;
-            let mut accumulator = GradientsAccumulator::<Gemma>::new();
-            let mut loss_sum = 0.0f64;
-            for batch in &batches {
-                let (sum, n) = completion_loss_sum(&model, batch)?;
-                if n == 0 {
-                    continue;
-                }
-                loss_sum += f64::from(sum.clone().into_scalar::<f32>());
-                let grads = sum.div_scalar(label_tokens as f64).backward();
-                accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
-            }
-            let loss = if label_tokens == 0 {
-                0.0
-            } else {
-                loss_sum / label_tokens as f64
-            };
-            if !loss.is_finite() {
-                return Err(Error::NonFiniteLoss {
-                    step,
-                    loss,
-                    last_checkpoint,
-                });
-            }
-            let mut grads = accumulator.grads();
-            let grad_norm = clip_grad_norm(&model, &mut grads, self.config.max_grad_norm);
-            if !grad_norm.is_finite() {
-                return Err(Error::NonFiniteLoss {
-                    step,
-                    loss: grad_norm,
-                    last_checkpoint,
-                });
-            }
             let lr = schedule.lr(state.step);
-            if label_tokens > 0 {
-                model = optim.step(lr, model, grads);
-            }
+            let (next, stats) =
+                match train_step(model, &mut optim, &batches, lr, self.config.max_grad_norm) {
+                    Ok(r) => r,
+                    Err(Error::NonFiniteLoss { loss, .. }) => {
+                        return Err(Error::NonFiniteLoss {
+                            step,
+                            loss,
+                            last_checkpoint,
+                        });
+                    }
+                    Err(e) => return Err(e),
+                };
+            model = next;
+            let (loss, grad_norm) = (stats.loss, stats.grad_norm);
             state.step = step;
             let elapsed = started.elapsed().as_secs_f64();
             let record = StepRecord {
@@ -417,8 +383,8 @@ impl<'a> Trainer<'a> {
             state.steps.push(record);
 
             let last = state.step == total;
-            let eval_due = last
-                || (self.config.eval_every > 0 && state.step % self.config.eval_every == 0);
+            let eval_due =
+                last || (self.config.eval_every > 0 && state.step % self.config.eval_every == 0);
             let mut improved = false;
             if eval_due && (!self.data.eval.is_empty() || self.wants_generation()) {
                 let rec = self.evaluate(&model, state.step)?;
@@ -458,12 +424,11 @@ impl<'a> Trainer<'a> {
                         path: dir.clone(),
                         value: state.best_value.unwrap_or(0.0),
                     };
-                    let text = serde_json::to_string_pretty(&pointer).map_err(|source| {
-                        Error::Json {
+                    let text =
+                        serde_json::to_string_pretty(&pointer).map_err(|source| Error::Json {
                             path: out.join(BEST_FILE),
                             source,
-                        }
-                    })?;
+                        })?;
                     write_atomic(&out.join(BEST_FILE), text.as_bytes())?;
                 }
                 let best = self.best_dir()?;
@@ -535,9 +500,11 @@ impl<'a> Trainer<'a> {
                 }
                 let generator = Generator::new(&valid).with_tokenizer(tok);
                 let mut counts = KeywordCounts::default();
-                let examples = &self.data.generate[..self.config.eval_generate.min(self.data.generate.len())];
+                let examples =
+                    &self.data.generate[..self.config.eval_generate.min(self.data.generate.len())];
                 for chunk in examples.chunks(self.config.micro_batch_size) {
-                    let prompts: Vec<Vec<u32>> = chunk.iter().map(|e| e.prompt_ids.clone()).collect();
+                    let prompts: Vec<Vec<u32>> =
+                        chunk.iter().map(|e| e.prompt_ids.clone()).collect();
                     let outs = generator.generate_batch(&prompts, &gen_config, |_| {})?;
                     for (e, o) in chunk.iter().zip(outs) {
                         let ids: Vec<u32> = o
@@ -568,7 +535,9 @@ impl<'a> Trainer<'a> {
         state: &TrainerState,
         lora: &crate::LoraConfig,
     ) -> Result<PathBuf> {
-        let dir = self.output_dir.join(format!("checkpoint-{:06}", state.step));
+        let dir = self
+            .output_dir
+            .join(format!("checkpoint-{:06}", state.step));
         checkpoint::write_dir_atomic(&dir, |tmp| {
             match self.config.mode {
                 Mode::Lora => extract(model, lora)?.save(tmp.join(ADAPTER_DIR))?,
@@ -624,13 +593,19 @@ struct Line<'a, T> {
     record: &'a T,
 }
 
-fn append_line<T: Serialize>(file: &mut std::fs::File, path: &Path, kind: &str, record: &T) -> Result<()> {
+fn append_line<T: Serialize>(
+    file: &mut std::fs::File,
+    path: &Path,
+    kind: &str,
+    record: &T,
+) -> Result<()> {
     let mut text = serde_json::to_string(&Line { kind, record }).map_err(|source| Error::Json {
         path: path.to_path_buf(),
         source,
     })?;
     text.push('\n');
-    file.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+    file.write_all(text.as_bytes())
+        .map_err(|e| Error::io(path, e))
 }
 
 /// Rewrites `metrics.jsonl` from the state's history (a resumed run drops lines written after
@@ -639,129 +614,48 @@ fn rewrite_metrics(path: &Path, state: &TrainerState) -> Result<()> {
     let mut buf: Vec<u8> = Vec::new();
     let mut evals = state.evals.iter().peekable();
     for s in &state.steps {
-        let line = serde_json::to_string(&Line { kind: "step", record: s });
-        buf.extend(line.map_err(|source| Error::Json { path: path.to_path_buf(), source })?.bytes());
+        let line = serde_json::to_string(&Line {
+            kind: "step",
+            record: s,
+        });
+        buf.extend(
+            line.map_err(|source| Error::Json {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .bytes(),
+        );
         buf.push(b'\n');
         while let Some(e) = evals.next_if(|e| e.step == s.step) {
-            let line = serde_json::to_string(&Line { kind: "eval", record: e });
-            buf.extend(line.map_err(|source| Error::Json { path: path.to_path_buf(), source })?.bytes());
+            let line = serde_json::to_string(&Line {
+                kind: "eval",
+                record: e,
+            });
+            buf.extend(
+                line.map_err(|source| Error::Json {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+                .bytes(),
+            );
             buf.push(b'\n');
         }
     }
     write_atomic(path, &buf)
 }
 
-/// Loads a full fine-tuning checkpoint (burn's burnpack record) over `model`.
-pub(crate) fn load_model_record(model: Gemma, path: &Path) -> Result<Gemma> {
+/// Loads a full fine-tuning checkpoint (`model.bpk`, burn's burnpack record) over `model`.
+pub fn load_full_checkpoint(model: Gemma, path: &Path) -> Result<Gemma> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| Error::Checkpoint {
             path: path.to_path_buf(),
             message: format!("model record: {e:?}"),
         })?;
-    model.try_load_record(record).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        message: format!("model record does not fit this model: {e:?}"),
-    })
-}
-
-/// The module on the autodiff wrapper of its device, every active parameter tracked.
-fn to_autodiff(model: Gemma) -> Gemma {
-    if model.device().is_autodiff() {
-        model
-    } else {
-        model.train()
-    }
-}
-
-/// Gives every parameter an id derived from its path, so optimizer state saved by one process
-/// finds its parameters in the next.
-fn with_stable_ids(model: Gemma) -> Gemma {
-    struct Ids(Vec<String>);
-    impl ModuleMapper for Ids {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.0.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.0.pop();
-        }
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let (_, tensor, mapper) = param.consume();
-            Param::from_mapped_value(stable_id(&self.0.join(".")), tensor, mapper)
-        }
-    }
-    model.map(&mut Ids(Vec::new()))
-}
-
-/// Ids of the trainable 1-D parameters (norm scales).
-fn norm_ids(model: &Gemma) -> Vec<ParamId> {
-    struct Norms(Vec<ParamId>);
-    impl ModuleVisitor for Norms {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if D == 1 && param.base().is_require_grad() {
-                self.0.push(param.id);
-            }
-        }
-    }
-    let mut v = Norms(Vec::new());
-    model.visit(&mut v);
-    v.0
-}
-
-/// Trainable values in the model.
-fn trainable_count(model: &Gemma) -> usize {
-    struct Count(usize);
-    impl ModuleVisitor for Count {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if param.base().is_require_grad() {
-                self.0 += param.shape().num_elements();
-            }
-        }
-    }
-    let mut c = Count(0);
-    model.visit(&mut c);
-    c.0
-}
-
-/// Scales the gradients so their global L2 norm is at most `max_norm` (0 = no clipping), as
-/// `torch.nn.utils.clip_grad_norm_`; returns the norm before clipping.
-fn clip_grad_norm(model: &Gemma, grads: &mut GradientsParams, max_norm: f64) -> f64 {
-    struct SumSq<'g> {
-        grads: &'g GradientsParams,
-        total: Option<Tensor<1>>,
-    }
-    impl ModuleVisitor for SumSq<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
-                let s = g.square().sum();
-                self.total = Some(match self.total.take() {
-                    Some(t) => t + s,
-                    None => s,
-                });
-            }
-        }
-    }
-    struct Scale<'g> {
-        grads: &'g mut GradientsParams,
-        factor: f64,
-    }
-    impl ModuleVisitor for Scale<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.remove::<D>(param.id) {
-                self.grads.register(param.id, g.mul_scalar(self.factor));
-            }
-        }
-    }
-    let mut sum = SumSq { grads, total: None };
-    model.visit(&mut sum);
-    let norm = sum
-        .total
-        .map_or(0.0, |t| f64::from(t.into_scalar::<f32>()).sqrt());
-    if max_norm > 0.0 && norm.is_finite() {
-        let coef = max_norm / (norm + 1e-6);
-        if coef < 1.0 {
-            model.visit(&mut Scale { grads, factor: coef });
-        }
-    }
-    norm
+    model
+        .try_load_record(record)
+        .map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("model record does not fit this model: {e:?}"),
+        })
 }

@@ -1,0 +1,230 @@
+//! One optimizer step, and the pieces a run (or a benchmark) sets up before it: the trainable
+//! model and the optimizer.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use kwx_core::Gemma;
+
+use super::config::{Mode, TrainConfig};
+use super::loss::{MicroBatch, completion_loss_sum};
+use crate::adapter::Adapter;
+use crate::config::LoraConfig;
+use crate::error::{Error, Result};
+use crate::inject::{attach, stable_id};
+
+/// What one optimizer step measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Mean loss per label token over the step's micro-batches.
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Label tokens in the step.
+    pub label_tokens: usize,
+}
+
+/// `base` made trainable on the autodiff wrapper of its device: LoRA freezes the base and
+/// attaches `initial` (or a fresh adapter from `lora` and `seed`); full training tracks every
+/// weight. Parameter ids are derived from names, so optimizer state saved by one process
+/// resumes in another.
+pub fn trainable_model(
+    base: Gemma,
+    mode: Mode,
+    lora: &LoraConfig,
+    seed: u64,
+    initial: Option<&Adapter>,
+) -> Result<Gemma> {
+    match mode {
+        Mode::Lora => {
+            let base = to_autodiff(base).freeze();
+            let adapter = match initial {
+                Some(a) => a.clone(),
+                None => Adapter::init(&base, lora, seed)?,
+            };
+            attach(base, &adapter)
+        }
+        Mode::Full => Ok(with_stable_ids(to_autodiff(base))),
+    }
+}
+
+/// AdamW as `config` sets it (β, ε, decoupled weight decay), with norm scales excluded from
+/// decay as transformers' Trainer excludes norm weights.
+pub fn optimizer(config: &TrainConfig, model: &Gemma) -> ModuleOptimizer {
+    let adamw = AdamWConfig::new()
+        .with_beta_1(config.adam_beta1 as f32)
+        .with_beta_2(config.adam_beta2 as f32)
+        .with_epsilon(config.adam_epsilon as f32)
+        .with_weight_decay(config.weight_decay as f32);
+    let mut optim = adamw.init();
+    let norms = norm_ids(model);
+    if !norms.is_empty() {
+        optim = optim.with_group(
+            ParamGroup::from_ids(norms),
+            adamw.with_weight_decay(0.0).build(),
+            None,
+        );
+    }
+    optim
+}
+
+/// One optimizer step over `batches` (gradient accumulation): each micro-batch's summed loss is
+/// divided by the label tokens of all of them, so the step's gradient is that of the mean over
+/// every label token, however the tokens fall into micro-batches; then global-norm clipping
+/// (`max_grad_norm` 0 = off) and the update at `lr`. A non-finite loss or gradient norm is an
+/// error (its `step` field is 0: the caller knows the step).
+pub fn train_step(
+    model: Gemma,
+    optim: &mut ModuleOptimizer,
+    batches: &[MicroBatch],
+    lr: f64,
+    max_grad_norm: f64,
+) -> Result<(Gemma, StepStats)> {
+    let label_tokens: usize = batches.iter().map(MicroBatch::label_tokens).sum();
+    let mut accumulator = GradientsAccumulator::<Gemma>::new();
+    let mut loss_sum = 0.0f64;
+    for batch in batches {
+        let (sum, n) = completion_loss_sum(&model, batch)?;
+        if n == 0 {
+            continue;
+        }
+        loss_sum += f64::from(sum.clone().into_scalar::<f32>());
+        let grads = sum.div_scalar(label_tokens as f64).backward();
+        accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+    }
+    if label_tokens == 0 {
+        let stats = StepStats {
+            loss: 0.0,
+            grad_norm: 0.0,
+            label_tokens,
+        };
+        return Ok((model, stats));
+    }
+    let loss = loss_sum / label_tokens as f64;
+    let non_finite = |loss: f64| Error::NonFiniteLoss {
+        step: 0,
+        loss,
+        last_checkpoint: None,
+    };
+    if !loss.is_finite() {
+        return Err(non_finite(loss));
+    }
+    let mut grads = accumulator.grads();
+    let grad_norm = clip_grad_norm(&model, &mut grads, max_grad_norm);
+    if !grad_norm.is_finite() {
+        return Err(non_finite(grad_norm));
+    }
+    let model = optim.step(lr, model, grads);
+    Ok((
+        model,
+        StepStats {
+            loss,
+            grad_norm,
+            label_tokens,
+        },
+    ))
+}
+
+/// The module on the autodiff wrapper of its device, every active parameter tracked.
+fn to_autodiff(model: Gemma) -> Gemma {
+    if model.device().is_autodiff() {
+        model
+    } else {
+        model.train()
+    }
+}
+
+/// Gives every parameter an id derived from its path, so optimizer state saved by one process
+/// finds its parameters in the next.
+fn with_stable_ids(model: Gemma) -> Gemma {
+    struct Ids(Vec<String>);
+    impl ModuleMapper for Ids {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.0.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (_, tensor, mapper) = param.consume();
+            Param::from_mapped_value(stable_id(&self.0.join(".")), tensor, mapper)
+        }
+    }
+    model.map(&mut Ids(Vec::new()))
+}
+
+/// Ids of the trainable 1-D parameters (norm scales).
+fn norm_ids(model: &Gemma) -> Vec<ParamId> {
+    struct Norms(Vec<ParamId>);
+    impl ModuleVisitor for Norms {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if D == 1 && param.base().is_require_grad() {
+                self.0.push(param.id);
+            }
+        }
+    }
+    let mut v = Norms(Vec::new());
+    model.visit(&mut v);
+    v.0
+}
+
+/// Trainable values in the model.
+pub(crate) fn trainable_count(model: &Gemma) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.base().is_require_grad() {
+                self.0 += param.shape().num_elements();
+            }
+        }
+    }
+    let mut c = Count(0);
+    model.visit(&mut c);
+    c.0
+}
+
+/// Scales the gradients so their global L2 norm is at most `max_norm` (0 = no clipping), as
+/// `torch.nn.utils.clip_grad_norm_`; returns the norm before clipping.
+fn clip_grad_norm(model: &Gemma, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+    struct SumSq<'g> {
+        grads: &'g GradientsParams,
+        total: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SumSq<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let s = g.square().sum();
+                self.total = Some(match self.total.take() {
+                    Some(t) => t + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'g> {
+        grads: &'g mut GradientsParams,
+        factor: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut sum = SumSq { grads, total: None };
+    model.visit(&mut sum);
+    let norm = sum
+        .total
+        .map_or(0.0, |t| f64::from(t.into_scalar::<f32>()).sqrt());
+    if max_norm > 0.0 && norm.is_finite() {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            model.visit(&mut Scale {
+                grads,
+                factor: coef,
+            });
+        }
+    }
+    norm
+}
