@@ -138,7 +138,14 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(250));
-    let outcome = trainer.run(model.clone(), args.resume, |event| match event {
+    let before = if args.resume {
+        None
+    } else {
+        let e = trainer.evaluate(&model, 0)?;
+        bar.println(format!("before training: {}", describe(&e)));
+        Some(e)
+    };
+    let mut outcome = trainer.run(model.clone(), args.resume, |event| match event {
         Event::Start {
             step,
             total,
@@ -155,19 +162,26 @@ fn main() -> anyhow::Result<()> {
                 s.loss, s.lr, s.tokens_per_s
             ));
         }
-        Event::Eval(e) => bar.println(format!(
-            "step {}: eval loss {} F1 {}",
-            e.step,
-            e.eval_loss.map_or("-".into(), |l| format!("{l:.4}")),
-            e.scores.map_or("-".into(), |s| format!(
-                "{:.3} (P {:.3} R {:.3})",
-                s.f1, s.precision, s.recall
-            )),
-        )),
+        Event::Eval(e) => bar.println(format!("step {}: {}", e.step, describe(e))),
         Event::Checkpoint(p) => bar.set_message(format!("saved {}", p.display())),
         _ => {}
     })?;
     bar.finish_and_clear();
+    if let Some(e) = before {
+        outcome.evals.insert(0, e);
+    }
+    let steps = outcome.steps.len().max(1);
+    let tokens: usize = outcome.steps.iter().map(|s| s.tokens).sum();
+    let mean_rate = outcome.steps.iter().map(|s| s.tokens_per_s).sum::<f64>() / steps as f64;
+    eprintln!(
+        "{} steps, {tokens} tokens, mean {mean_rate:.0} tokens/s{}",
+        outcome.steps.len(),
+        if outcome.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        }
+    );
 
     plot(&outcome, &args.out.join("curves.png"))?;
     eprintln!(
@@ -194,6 +208,18 @@ fn main() -> anyhow::Result<()> {
     };
     println!("{}", best.display());
     Ok(())
+}
+
+fn describe(e: &train::EvalRecord) -> String {
+    format!(
+        "eval loss {} F1 {} ({:.0} s)",
+        e.eval_loss.map_or("-".into(), |l| format!("{l:.4}")),
+        e.scores.map_or("-".into(), |s| format!(
+            "{:.3} (P {:.3} R {:.3}, valid JSON {:.2})",
+            s.f1, s.precision, s.recall, s.valid_json
+        )),
+        e.seconds
+    )
 }
 
 fn plot(outcome: &Outcome, path: &std::path::Path) -> anyhow::Result<()> {

@@ -88,11 +88,15 @@ impl Mlp {
 /// `gelu_pytorch_tanh`, `0.5·x·(1 + tanh(z))` with `z = √(2/π)·(x + 0.044715·x³)`, computed as the
 /// equal `x · sigmoid(2z) = x / (1 + exp(-2z))`, with x³ as two multiplies. On flex, burn's
 /// `gelu_approximate` (scalar `powf` and `tanh`) was ~a quarter of prefill time; `exp` is far cheaper.
+///
+/// `-2z` is capped at 80 before `exp`: beyond it the output is `x · e⁻⁸⁰` instead of
+/// `x · e⁻²ᶻ`, both zero to f32's eyes, but an infinite `exp` would turn the backward pass into
+/// `0 · ∞ = NaN` (the real Gemma 3 270M reaches such activations).
 fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     const TWO_SQRT_2_OVER_PI: f64 = 2.0 * 0.797_884_560_802_865_4;
     let cube = x.clone() * x.clone() * x.clone();
     let minus_2z = (x.clone() + cube * 0.044715) * -TWO_SQRT_2_OVER_PI;
-    x / (minus_2z.exp() + 1.0)
+    x / (minus_2z.clamp_max(80.0).exp() + 1.0)
 }
 
 /// Multi-head attention with grouped key/value heads (MHA, GQA and MQA by config).
@@ -698,4 +702,42 @@ fn build_mask(
         }
     }
     any.then(|| Tensor::from_data(TensorData::new(mask, [batch, 1, seq, keys]), device))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test helpers
+    use super::*;
+
+    #[test]
+    fn gelu_tanh_has_finite_exact_gradients_at_extreme_inputs() {
+        let device = Device::default().autodiff();
+        let xs = [-200.0f32, -60.0, -12.0, -1.5, 0.0, 0.7, 9.0, 300.0];
+        let x = Tensor::<1>::from_data(TensorData::new(xs.to_vec(), [xs.len()]), &device)
+            .require_grad();
+        let y = gelu_tanh(x.clone());
+        let grads = y.clone().sum().backward();
+        let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        let out: Vec<f32> = y.into_data().to_vec().unwrap();
+        for (i, &v) in xs.iter().enumerate() {
+            let v = f64::from(v);
+            // transformers' formula and its derivative, in f64.
+            let k = 0.797_884_560_802_865_4;
+            let z = k * (v + 0.044715 * v * v * v);
+            let t = z.tanh();
+            let want = 0.5 * v * (1.0 + t);
+            let dwant =
+                0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v);
+            assert!(
+                (f64::from(out[i]) - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "gelu({v})"
+            );
+            assert!(g[i].is_finite(), "gelu'({v}) = {}", g[i]);
+            assert!(
+                (f64::from(g[i]) - dwant).abs() < 1e-4,
+                "gelu'({v}) = {} vs {dwant}",
+                g[i]
+            );
+        }
+    }
 }

@@ -85,14 +85,7 @@ fn tokenizer(records: &[InstructionRecord]) -> GemmaTokenizer {
     GemmaTokenizer::from_tokenizer(Tokenizer::from(tk))
 }
 
-#[test]
-fn tiny_gemma_learns_to_extract_keywords() {
-    let (train, eval) = records();
-    let tokenizer = tokenizer(&train);
-    let prepared = prepare(&tokenizer, &train, &eval, 160).unwrap();
-    assert_eq!(prepared.dropped, 0);
-    let mut data = prepared.data;
-    data.eval.truncate(64);
+fn tiny_model(tokenizer: &GemmaTokenizer, pad_id: u32) -> kwx_core::Gemma {
     let vocab = tokenizer.vocab_size();
     let config = GemmaConfig::new(
         Family::Gemma3,
@@ -111,10 +104,21 @@ fn tiny_gemma_learns_to_extract_keywords() {
     .with_sliding_window(Some(256))
     .with_bos_token_id(tokenizer.token_to_id("<bos>").unwrap())
     .with_eos_token_ids(vec![tokenizer.token_to_id("<eos>").unwrap()])
-    .with_pad_token_id(data.pad_id);
+    .with_pad_token_id(pad_id);
     let device = Device::default();
     device.seed(5);
-    let model = config.init(&device).unwrap();
+    config.init(&device).unwrap()
+}
+
+#[test]
+fn tiny_gemma_learns_to_extract_keywords() {
+    let (train, eval) = records();
+    let tokenizer = tokenizer(&train);
+    let prepared = prepare(&tokenizer, &train, &eval, 160).unwrap();
+    assert_eq!(prepared.dropped, 0);
+    let mut data = prepared.data;
+    data.eval.truncate(64);
+    let model = tiny_model(&tokenizer, data.pad_id);
     let train_config = TrainConfig {
         mode: Mode::Full,
         seed: 5,
@@ -153,4 +157,58 @@ fn tiny_gemma_learns_to_extract_keywords() {
     assert!(b.f1 < 0.05, "an untrained model should not extract: {b:?}");
     assert!(a.f1 >= 0.8, "fine-tuning should reach F1 0.8: {a:?}");
     assert!(a.valid_json >= 0.95, "{a:?}");
+}
+
+#[test]
+fn early_stopping_ends_a_run_that_stops_improving() {
+    let (train, eval) = records();
+    let tokenizer = tokenizer(&train);
+    let mut data = prepare(&tokenizer, &train[..200], &eval[..40], 160)
+        .unwrap()
+        .data;
+    data.generate.truncate(8);
+    let model = tiny_model(&tokenizer, data.pad_id);
+    // A learning rate too small to move F1 off 0: the first validation sets the best, the next
+    // two do not beat it, and patience 2 ends the run there.
+    let config = TrainConfig {
+        mode: Mode::Lora,
+        max_steps: 100,
+        micro_batch_size: 4,
+        learning_rate: 1e-9,
+        eval_every: 3,
+        eval_generate: 8,
+        max_new_tokens: 4,
+        early_stopping_patience: 2,
+        save_every: 0,
+        keep_last: 1,
+        ..TrainConfig::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let outcome = Trainer::new(config, out.path(), data)
+        .unwrap()
+        .with_tokenizer(&tokenizer)
+        .run(model, false, |_| {})
+        .unwrap();
+    assert!(outcome.stopped_early);
+    assert_eq!(outcome.steps.len(), 9);
+    assert_eq!(
+        outcome.evals.iter().map(|e| e.step).collect::<Vec<_>>(),
+        [3, 6, 9]
+    );
+    assert!(
+        outcome
+            .best
+            .as_ref()
+            .unwrap()
+            .ends_with("checkpoint-000003"),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome
+            .best_weights
+            .join("adapter_model.safetensors")
+            .is_file()
+    );
+    // keep_last 1 keeps the newest checkpoint, and the best besides it.
+    assert!(out.path().join("checkpoint-000009").is_dir());
 }

@@ -1,0 +1,75 @@
+//! Training step speed (forward, backward, AdamW) on the 5.9M-parameter Gemma 3 of issue 5
+//! (vocab 8000, hidden 256, 4 layers, 4 heads, 1 KV head, head_dim 64, intermediate 1024),
+//! batch 8 × 128, every position labelled: LoRA (r 8, all linear layers) and full.
+//!
+//! The 270M-shaped run and the PyTorch + PEFT side are `scripts/bench_train_compare.sh`.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use kwx::core::burn::tensor::Device;
+use kwx::core::{Family, GemmaConfig, Rope};
+use kwx::peft::LoraConfig;
+use kwx::peft::train::{MicroBatch, Mode, TrainConfig, optimizer, train_step, trainable_model};
+
+fn small() -> GemmaConfig {
+    let layers = kwx::core::config::gemma3_layer_types(4, 4);
+    let (global, local) = (Rope::new(1e6), Rope::new(1e4));
+    GemmaConfig::new(
+        Family::Gemma3,
+        8000,
+        256,
+        1024,
+        4,
+        4,
+        1,
+        64,
+        64.0,
+        layers,
+        global,
+        local,
+    )
+    .with_sliding_window(Some(512))
+}
+
+fn bench(c: &mut Criterion) {
+    let device = Device::default();
+    let ids: Vec<Vec<u32>> = (0..8u32)
+        .map(|r| {
+            (0..128u32)
+                .map(|t| 3 + (r * 7919 + t * 104_729) % 7997)
+                .collect()
+        })
+        .collect();
+    let labels = ids
+        .iter()
+        .map(|r| r.iter().map(|&t| i64::from(t)).collect())
+        .collect();
+    let batch = [MicroBatch {
+        input_ids: ids,
+        labels,
+    }];
+    let mut group = c.benchmark_group("train_step_small_8x128");
+    group.sample_size(10);
+    for (name, mode) in [("lora_r8", Mode::Lora), ("full", Mode::Full)] {
+        let base = small().init(&device).expect("init");
+        let mut model =
+            Some(trainable_model(base, mode, &LoraConfig::new(8, 16.0), 0, None).expect("model"));
+        let config = TrainConfig {
+            mode,
+            ..TrainConfig::default()
+        };
+        let mut optim = optimizer(&config, model.as_ref().expect("model"));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let m = model.take().expect("model");
+                let (m, stats) = train_step(m, &mut optim, &batch, 1e-4, 1.0).expect("step");
+                model = Some(m);
+                stats.loss
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

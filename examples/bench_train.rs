@@ -1,0 +1,133 @@
+//! Training throughput: optimizer steps (forward, backward, AdamW) on random tokens, every
+//! position labelled, LoRA (r 8, alpha 16, all linear layers) or full; prints one JSON line.
+//! `scripts/bench_train_compare.sh` runs it beside PyTorch + PEFT (`scripts/bench_train_peer.py`)
+//! on the same shapes and threads and prints the ratio.
+//!
+//! ```text
+//! RAYON_NUM_THREADS=1 cargo run --release --example bench_train -- --shape small --mode lora
+//! ```
+//! Shapes: `small` = Gemma 3, vocab 8000, hidden 256, 4 layers, 4 heads, 1 KV head, head_dim 64,
+//! intermediate 1024 (5.9M parameters); `270m` = Gemma 3 270M's shapes, random weights.
+#![allow(clippy::print_stdout)]
+
+use std::time::Instant;
+
+use clap::Parser;
+use kwx::core::burn::tensor::Device;
+use kwx::core::config::gemma3_layer_types;
+use kwx::core::{Family, GemmaConfig, Rope};
+use kwx::peft::LoraConfig;
+use kwx::peft::train::{MicroBatch, Mode, TrainConfig, optimizer, train_step, trainable_model};
+use rand::{Rng, SeedableRng};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// `small` or `270m`.
+    #[arg(long, default_value = "small")]
+    shape: String,
+    /// `lora` or `full`.
+    #[arg(long, default_value = "lora")]
+    mode: String,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Rows per step.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Tokens per row.
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = match args.shape.as_str() {
+        "small" => GemmaConfig::new(
+            Family::Gemma3,
+            8000,
+            256,
+            1024,
+            4,
+            4,
+            1,
+            64,
+            64.0,
+            gemma3_layer_types(4, 4),
+            Rope::new(1_000_000.0),
+            Rope::new(10_000.0),
+        )
+        .with_sliding_window(Some(512)),
+        "270m" => GemmaConfig::gemma3_270m(),
+        other => anyhow::bail!("--shape {other}: use small or 270m"),
+    };
+    let mode = match args.mode.as_str() {
+        "lora" => Mode::Lora,
+        "full" => Mode::Full,
+        other => anyhow::bail!("--mode {other}: use lora or full"),
+    };
+    let device = Device::default();
+    let base = config.init(&device)?;
+    let lora = LoraConfig::new(8, 16.0);
+    let model = trainable_model(base, mode, &lora, 0, None)?;
+    let train_config = TrainConfig {
+        mode,
+        learning_rate: 1e-4,
+        ..TrainConfig::default()
+    };
+    let mut optim = optimizer(&train_config, &model);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let vocab = config.vocab_size as u32;
+    let rows: Vec<Vec<u32>> = (0..args.batch)
+        .map(|_| (0..args.seq).map(|_| rng.random_range(3..vocab)).collect())
+        .collect();
+    let batch = MicroBatch {
+        labels: rows
+            .iter()
+            .map(|r| r.iter().map(|&t| i64::from(t)).collect())
+            .collect(),
+        input_ids: rows,
+    };
+    let mut model = model;
+    let (m, _) = train_step(model, &mut optim, std::slice::from_ref(&batch), 1e-4, 1.0)?;
+    model = m;
+    let started = Instant::now();
+    let mut loss = 0.0;
+    for _ in 0..args.steps {
+        let (m, stats) = train_step(model, &mut optim, std::slice::from_ref(&batch), 1e-4, 1.0)?;
+        model = m;
+        loss = stats.loss;
+    }
+    let step_s = started.elapsed().as_secs_f64() / args.steps as f64;
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "{}",
+        serde_json::json!({
+            "peer": "kwx",
+            "shape": args.shape,
+            "mode": args.mode,
+            "threads": threads,
+            "batch": args.batch,
+            "seq": args.seq,
+            "tokens_per_s": (args.batch * args.seq) as f64 / step_s,
+            "step_s": step_s,
+            "peak_rss_mib": peak_rss_mib(),
+            "loss": loss,
+        })
+    );
+    Ok(())
+}
+
+/// Peak resident memory of this process (`VmHWM`), in MiB; 0 where /proc is absent.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
