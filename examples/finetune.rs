@@ -72,6 +72,9 @@ struct Args {
     /// Validation examples scored by generation.
     #[arg(long)]
     eval_generate: Option<usize>,
+    /// Validation examples used (loss and generation), the first N of the validation set.
+    #[arg(long, default_value_t = 64)]
+    eval_limit: usize,
     /// Instruction for `{"text","labels"}` records.
     #[arg(long, default_value = kwx::data::builder::DEFAULT_INSTRUCTION)]
     instruction: String,
@@ -119,7 +122,8 @@ fn main() -> anyhow::Result<()> {
         Some(p) => (records, train::read_records(p, &args.instruction)?),
         None => train::split_eval(records, args.eval_fraction, config.seed),
     };
-    let prepared = train::prepare(&tokenizer, &train_records, &eval_records, config.max_len)?;
+    let eval_records = &eval_records[..args.eval_limit.min(eval_records.len())];
+    let prepared = train::prepare(&tokenizer, &train_records, eval_records, config.max_len)?;
     eprintln!(
         "{} training / {} validation examples ({} longer than {} tokens left out)",
         prepared.data.train.len(),
@@ -251,6 +255,7 @@ fn plot(outcome: &Outcome, path: &std::path::Path) -> anyhow::Result<()> {
                 points: evals(&|e| e.eval_loss),
             },
         ],
+        y_range: None,
     }];
     let f1 = evals(&|e| e.scores.map(|s| s.f1));
     if !f1.is_empty() {
@@ -272,6 +277,7 @@ fn plot(outcome: &Outcome, path: &std::path::Path) -> anyhow::Result<()> {
                     points: evals(&|e| e.scores.map(|s| s.recall)),
                 },
             ],
+            y_range: Some((0.0, 1.0)),
         });
     }
     line_charts(path, &panels)?;

@@ -55,6 +55,8 @@ pub struct Panel {
     pub y_label: String,
     /// The lines.
     pub series: Vec<Series>,
+    /// Fixed y range (`Some((0.0, 1.0))` for scores); `None` fits the data.
+    pub y_range: Option<(f64, f64)>,
 }
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -112,6 +114,10 @@ pub fn line_charts(path: impl AsRef<Path>, panels: &[Panel]) -> Result<(), PlotE
                 x1 = x0 + 1.0;
             }
             let pad = ((y1 - y0) * 0.05).max(1e-6);
+            let (y0, y1) = match panel.y_range {
+                Some((lo, hi)) => (lo + pad, hi - pad),
+                None => (y0, y1),
+            };
             let mut chart = ChartBuilder::on(area)
                 .caption(&panel.title, ("sans-serif", 22))
                 .margin(12)
