@@ -142,11 +142,19 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(250));
+    // Without a terminal the bar is hidden (and so are its lines): log plain lines instead.
+    let say = |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let before = if args.resume {
         None
     } else {
         let e = trainer.evaluate(&model, 0)?;
-        bar.println(format!("before training: {}", describe(&e)));
+        say(format!("before training: {}", describe(&e)));
         Some(e)
     };
     let mut outcome = trainer.run(model.clone(), args.resume, |event| match event {
@@ -157,16 +165,20 @@ fn main() -> anyhow::Result<()> {
         } => {
             bar.set_length(total as u64);
             bar.set_position(step as u64);
-            bar.println(format!("training {trainable} values for {total} steps"));
+            say(format!("training {trainable} values for {total} steps"));
         }
         Event::Step(s) => {
             bar.set_position(s.step as u64);
-            bar.set_message(format!(
+            let line = format!(
                 "loss {:.4} lr {:.2e} {:.0} tok/s",
                 s.loss, s.lr, s.tokens_per_s
-            ));
+            );
+            if bar.is_hidden() && s.step % 10 == 0 {
+                eprintln!("step {}/{}: {line}", s.step, bar.length().unwrap_or(0));
+            }
+            bar.set_message(line);
         }
-        Event::Eval(e) => bar.println(format!("step {}: {}", e.step, describe(e))),
+        Event::Eval(e) => say(format!("step {}: {}", e.step, describe(e))),
         Event::Checkpoint(p) => bar.set_message(format!("saved {}", p.display())),
         _ => {}
     })?;
