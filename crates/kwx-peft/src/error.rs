@@ -110,12 +110,14 @@ pub enum Error {
     #[error("training data: {0}")]
     Data(String),
 
-    /// The loss became NaN or infinite.
-    #[error("step {step}: loss is {loss} (not finite); the last good checkpoint is {}", last_checkpoint.as_ref().map_or("none (no checkpoint was written yet)".to_string(), |p| p.display().to_string()))]
+    /// The loss or the gradient norm became NaN or infinite.
+    #[error("step {step}: {what} is {loss} (not finite); the last good checkpoint is {}", last_checkpoint.as_ref().map_or("none (no checkpoint was written yet)".to_string(), |p| p.display().to_string()))]
     NonFiniteLoss {
         /// The optimizer step (1-based) whose loss was not finite.
         step: usize,
-        /// The loss value.
+        /// `"loss"` or `"gradient norm"`.
+        what: &'static str,
+        /// The value.
         loss: f64,
         /// The last checkpoint written before it, kept on disk.
         last_checkpoint: Option<PathBuf>,

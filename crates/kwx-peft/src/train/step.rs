@@ -101,18 +101,19 @@ pub fn train_step(
         return Ok((model, stats));
     }
     let loss = loss_sum / label_tokens as f64;
-    let non_finite = |loss: f64| Error::NonFiniteLoss {
+    let non_finite = |what: &'static str, loss: f64| Error::NonFiniteLoss {
         step: 0,
+        what,
         loss,
         last_checkpoint: None,
     };
     if !loss.is_finite() {
-        return Err(non_finite(loss));
+        return Err(non_finite("loss", loss));
     }
     let mut grads = accumulator.grads();
     let grad_norm = clip_grad_norm(&model, &mut grads, max_grad_norm);
     if !grad_norm.is_finite() {
-        return Err(non_finite(grad_norm));
+        return Err(non_finite("gradient norm", grad_norm));
     }
     let model = optim.step(lr, model, grads);
     Ok((

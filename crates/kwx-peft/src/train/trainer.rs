@@ -249,69 +249,9 @@ impl<'a> Trainer<'a> {
         } else {
             None
         };
-        let config_json = self.config_json()?;
-        let mut state = match &resume_from {
-            Some(dir) => {
-                let s = checkpoint::read_state(dir)?;
-                check_same_config(dir, &s.config, &config_json)?;
-                if s.train_examples != self.data.train.len() {
-                    return Err(Error::Checkpoint {
-                        path: dir.clone(),
-                        message: format!(
-                            "made with {} training examples, this run has {}",
-                            s.train_examples,
-                            self.data.train.len()
-                        ),
-                    });
-                }
-                s
-            }
-            None => TrainerState {
-                kwx_version: env!("CARGO_PKG_VERSION").into(),
-                step: 0,
-                epoch: 0,
-                cursor: 0,
-                seed: self.config.seed,
-                best_value: None,
-                best_step: None,
-                bad_evals: 0,
-                train_examples: self.data.train.len(),
-                config: config_json,
-                steps: Vec::new(),
-                evals: Vec::new(),
-            },
-        };
+        let mut state = self.initial_state(resume_from.as_deref())?;
 
-        // The model being trained, on the autodiff device.
-        let mut lora = self.config.lora.clone();
-        if lora.task_type.is_none() {
-            lora.task_type = Some("CAUSAL_LM".into());
-        }
-        let mut model = match (&resume_from, self.config.mode) {
-            (Some(dir), Mode::Lora) => {
-                let adapter = Adapter::load(dir.join(ADAPTER_DIR), &base)?;
-                trainable_model(base, Mode::Lora, &lora, self.config.seed, Some(&adapter))?
-            }
-            (Some(dir), Mode::Full) => {
-                trainable_model(base, Mode::Full, &lora, self.config.seed, None)
-                    .and_then(|m| load_full_checkpoint(m, &dir.join(MODEL_FILE)))?
-            }
-            (None, mode) => {
-                trainable_model(base, mode, &lora, self.config.seed, self.initial.as_ref())?
-            }
-        };
-
-        let mut optim = optimizer(&self.config, &model);
-        if let Some(dir) = &resume_from {
-            let path = dir.join(OPTIMIZER_FILE);
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            optim = optim
-                .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-                .map_err(|e| Error::Checkpoint {
-                    path: path.clone(),
-                    message: format!("optimizer state: {e:?}"),
-                })?;
-        }
+        let (mut model, mut optim, lora) = self.setup(base, resume_from.as_deref())?;
 
         let metrics_path = out.join("metrics.jsonl");
         rewrite_metrics(&metrics_path, &state)?;
@@ -334,20 +274,7 @@ impl<'a> Trainer<'a> {
 
         while state.step < total {
             let started = Instant::now();
-            let mut batches = Vec::with_capacity(self.config.gradient_accumulation_steps);
-            for _ in 0..self.config.gradient_accumulation_steps {
-                if state.cursor == per_epoch {
-                    state.epoch += 1;
-                    state.cursor = 0;
-                    order = self.epoch_order(state.epoch);
-                }
-                let mbs = self.config.micro_batch_size;
-                let idx = &order[state.cursor * mbs..((state.cursor + 1) * mbs).min(order.len())];
-                let rows: Vec<&TrainingExample> =
-                    idx.iter().map(|&i| &self.data.train[i]).collect();
-                batches.push(MicroBatch::from_examples(&rows, self.data.pad_id)?);
-                state.cursor += 1;
-            }
+            let batches = self.next_batches(&mut state, &mut order)?;
             let label_tokens: usize = batches.iter().map(MicroBatch::label_tokens).sum();
             let tokens: usize = batches.iter().map(MicroBatch::tokens).sum();
             let step = state.step + 1;
@@ -355,9 +282,10 @@ impl<'a> Trainer<'a> {
             let (next, stats) =
                 match train_step(model, &mut optim, &batches, lr, self.config.max_grad_norm) {
                     Ok(r) => r,
-                    Err(Error::NonFiniteLoss { loss, .. }) => {
+                    Err(Error::NonFiniteLoss { what, loss, .. }) => {
                         return Err(Error::NonFiniteLoss {
                             step,
+                            what,
                             loss,
                             last_checkpoint,
                         });
@@ -390,26 +318,9 @@ impl<'a> Trainer<'a> {
                 let rec = self.evaluate(&model, state.step)?;
                 append_line(&mut metrics, &metrics_path, "eval", &rec)?;
                 on_event(Event::Eval(&rec));
-                let value = match self.config.best_metric {
-                    BestMetric::F1 => rec.scores.map(|s| s.f1),
-                    BestMetric::EvalLoss => rec.eval_loss.map(|l| -l),
-                };
-                if let Some(v) = value {
-                    if state.best_value.is_none_or(|b| v > b) {
-                        state.best_value = Some(v);
-                        state.best_step = Some(state.step);
-                        state.bad_evals = 0;
-                        improved = true;
-                    } else {
-                        state.bad_evals += 1;
-                    }
-                }
-                state.evals.push(rec);
-                if self.config.early_stopping_patience > 0
-                    && state.bad_evals >= self.config.early_stopping_patience
-                {
-                    stopped_early = true;
-                }
+                improved = self.track_best(&mut state, rec);
+                stopped_early = self.config.early_stopping_patience > 0
+                    && state.bad_evals >= self.config.early_stopping_patience;
             }
             let save_due = last
                 || stopped_early
@@ -417,22 +328,7 @@ impl<'a> Trainer<'a> {
                 || eval_due
                 || (self.config.save_every > 0 && state.step % self.config.save_every == 0);
             if save_due {
-                let dir = self.save_checkpoint(&model, &optim, &state, &lora)?;
-                if improved {
-                    let pointer = BestPointer {
-                        step: state.step,
-                        path: dir.clone(),
-                        value: state.best_value.unwrap_or(0.0),
-                    };
-                    let text =
-                        serde_json::to_string_pretty(&pointer).map_err(|source| Error::Json {
-                            path: out.join(BEST_FILE),
-                            source,
-                        })?;
-                    write_atomic(&out.join(BEST_FILE), text.as_bytes())?;
-                }
-                let best = self.best_dir()?;
-                checkpoint::prune(out, self.config.keep_last, best.as_deref())?;
+                let dir = self.checkpoint(&model, &optim, &state, &lora, improved)?;
                 on_event(Event::Checkpoint(&dir));
                 last_checkpoint = Some(dir);
             }
@@ -458,6 +354,146 @@ impl<'a> Trainer<'a> {
             evals: state.evals,
             stopped_early,
         })
+    }
+
+    /// The state to start from: the checkpoint's (same settings and data required) or a fresh one.
+    fn initial_state(&self, resume_from: Option<&Path>) -> Result<TrainerState> {
+        let config = self.config_json()?;
+        let Some(dir) = resume_from else {
+            return Ok(TrainerState {
+                kwx_version: env!("CARGO_PKG_VERSION").into(),
+                step: 0,
+                epoch: 0,
+                cursor: 0,
+                seed: self.config.seed,
+                best_value: None,
+                best_step: None,
+                bad_evals: 0,
+                train_examples: self.data.train.len(),
+                config,
+                steps: Vec::new(),
+                evals: Vec::new(),
+            });
+        };
+        let state = checkpoint::read_state(dir)?;
+        check_same_config(dir, &state.config, &config)?;
+        if state.train_examples != self.data.train.len() {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "made with {} training examples, this run has {}",
+                    state.train_examples,
+                    self.data.train.len()
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    /// The trainable model and its optimizer, from scratch or from a checkpoint.
+    fn setup(
+        &self,
+        base: Gemma,
+        resume_from: Option<&Path>,
+    ) -> Result<(Gemma, ModuleOptimizer, crate::LoraConfig)> {
+        let mut lora = self.config.lora.clone();
+        if lora.task_type.is_none() {
+            lora.task_type = Some("CAUSAL_LM".into());
+        }
+        let (mode, seed) = (self.config.mode, self.config.seed);
+        let model = match (resume_from, mode) {
+            (Some(dir), Mode::Lora) => {
+                let adapter = Adapter::load(dir.join(ADAPTER_DIR), &base)?;
+                trainable_model(base, mode, &lora, seed, Some(&adapter))?
+            }
+            (Some(dir), Mode::Full) => trainable_model(base, mode, &lora, seed, None)
+                .and_then(|m| load_full_checkpoint(m, &dir.join(MODEL_FILE)))?,
+            (None, _) => trainable_model(base, mode, &lora, seed, self.initial.as_ref())?,
+        };
+        let mut optim = optimizer(&self.config, &model);
+        if let Some(dir) = resume_from {
+            let path = dir.join(OPTIMIZER_FILE);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            optim = optim
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+                .map_err(|e| Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!("optimizer state: {e:?}"),
+                })?;
+        }
+        Ok((model, optim, lora))
+    }
+
+    /// The next step's micro-batches, advancing the data position (and the epoch).
+    fn next_batches(
+        &self,
+        state: &mut TrainerState,
+        order: &mut Vec<usize>,
+    ) -> Result<Vec<MicroBatch>> {
+        let per_epoch = self.micro_batches_per_epoch();
+        let mbs = self.config.micro_batch_size;
+        let mut batches = Vec::with_capacity(self.config.gradient_accumulation_steps);
+        for _ in 0..self.config.gradient_accumulation_steps {
+            if state.cursor == per_epoch {
+                state.epoch += 1;
+                state.cursor = 0;
+                *order = self.epoch_order(state.epoch);
+            }
+            let idx = &order[state.cursor * mbs..((state.cursor + 1) * mbs).min(order.len())];
+            let rows: Vec<&TrainingExample> = idx.iter().map(|&i| &self.data.train[i]).collect();
+            batches.push(MicroBatch::from_examples(&rows, self.data.pad_id)?);
+            state.cursor += 1;
+        }
+        Ok(batches)
+    }
+
+    /// Records a validation; returns whether it beat the best so far.
+    fn track_best(&self, state: &mut TrainerState, rec: EvalRecord) -> bool {
+        let value = match self.config.best_metric {
+            BestMetric::F1 => rec.scores.map(|s| s.f1),
+            BestMetric::EvalLoss => rec.eval_loss.map(|l| -l),
+        };
+        state.evals.push(rec);
+        let Some(v) = value else {
+            return false;
+        };
+        if state.best_value.is_none_or(|b| v > b) {
+            state.best_value = Some(v);
+            state.best_step = Some(state.step);
+            state.bad_evals = 0;
+            true
+        } else {
+            state.bad_evals += 1;
+            false
+        }
+    }
+
+    /// Writes a checkpoint, points `best.json` at it when it is the best, prunes old ones.
+    fn checkpoint(
+        &self,
+        model: &Gemma,
+        optim: &ModuleOptimizer,
+        state: &TrainerState,
+        lora: &crate::LoraConfig,
+        best: bool,
+    ) -> Result<PathBuf> {
+        let out = &self.output_dir;
+        let dir = self.save_checkpoint(model, optim, state, lora)?;
+        if best {
+            let pointer = BestPointer {
+                step: state.step,
+                path: dir.clone(),
+                value: state.best_value.unwrap_or(0.0),
+            };
+            let path = out.join(BEST_FILE);
+            let text = serde_json::to_string_pretty(&pointer).map_err(|source| Error::Json {
+                path: path.clone(),
+                source,
+            })?;
+            write_atomic(&path, text.as_bytes())?;
+        }
+        checkpoint::prune(out, self.config.keep_last, self.best_dir()?.as_deref())?;
+        Ok(dir)
     }
 
     fn wants_generation(&self) -> bool {
