@@ -181,13 +181,13 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.adam_beta1) || !(0.0..1.0).contains(&self.adam_beta2) {
             return bad("adam_beta1", "betas must lie in [0, 1)");
         }
-        if !(self.adam_epsilon > 0.0) {
+        if !(self.adam_epsilon.is_finite() && self.adam_epsilon > 0.0) {
             return bad("adam_epsilon", "must be positive");
         }
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
             return bad("warmup_ratio", "must lie in [0, 1]");
         }
-        if !(self.max_grad_norm >= 0.0) {
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
             return bad("max_grad_norm", "must be 0 (off) or positive");
         }
         if self.max_len < 2 {
