@@ -717,8 +717,8 @@ mod tests {
             .require_grad();
         let y = gelu_tanh(x.clone());
         let grads = y.clone().sum().backward();
-        let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
-        let out: Vec<f32> = y.into_data().to_vec().unwrap();
+        let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+        let out: Vec<f32> = y.into_data().try_to_vec().unwrap();
         for (i, &v) in xs.iter().enumerate() {
             let v = f64::from(v);
             // transformers' formula and its derivative, in f64.
