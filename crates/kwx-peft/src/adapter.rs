@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::config::LoraConfig;
 use crate::error::{Error, Result};
+use crate::inject::linears;
 
 /// The adapter config's file name.
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -58,23 +59,20 @@ pub struct Adapter {
 
 /// The transformers names and PyTorch shapes `[out, in]` of every linear layer LoRA can adapt.
 pub(crate) fn linear_modules(model: &Gemma) -> Vec<(String, [usize; 2])> {
-    let mut out = Vec::new();
-    for (i, l) in model.layers.iter().enumerate() {
-        let named = [
-            ("self_attn.q_proj", &l.self_attn.q_proj),
-            ("self_attn.k_proj", &l.self_attn.k_proj),
-            ("self_attn.v_proj", &l.self_attn.v_proj),
-            ("self_attn.o_proj", &l.self_attn.o_proj),
-            ("mlp.gate_proj", &l.mlp.gate_proj),
-            ("mlp.up_proj", &l.mlp.up_proj),
-            ("mlp.down_proj", &l.mlp.down_proj),
-        ];
-        for (name, lin) in named {
-            let [inp, o] = lin.weight.dims();
-            out.push((format!("model.layers.{i}.{name}"), [o, inp]));
-        }
+    linears(model)
+        .into_iter()
+        .map(|(name, lin)| {
+            let [inp, out] = lin.weight.dims();
+            (name, [out, inp])
+        })
+        .collect()
+}
+
+fn no_targets(config: &LoraConfig, model: &Gemma) -> Error {
+    Error::NoTargets {
+        targets: config.describe_targets(),
+        available: linear_modules(model).into_iter().map(|(n, _)| n).collect(),
     }
-    out
 }
 
 pub(crate) fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
@@ -140,19 +138,11 @@ impl Adapter {
             );
         }
         if layers.is_empty() && config.target_modules.is_some() {
-            return Err(Error::NoTargets {
-                targets: config.describe_targets(),
-                available: linear_modules(model).into_iter().map(|(n, _)| n).collect(),
-            });
+            return Err(no_targets(config, model));
         }
         let embed = model.embed_tokens.weight.val();
         let token_rows = match config.trainable_tokens() {
-            Some(ids) => Some(select_rows(
-                model,
-                embed.clone(),
-                ids,
-                "trainable_token_indices",
-            )?),
+            Some(ids) => Some(select_rows(model, embed.clone(), ids)?),
             None => None,
         };
         let mut saved_modules = BTreeMap::new();
@@ -240,10 +230,7 @@ impl Adapter {
             }
         }
         if layers.is_empty() && token_rows.is_none() && saved_modules.is_empty() {
-            return Err(Error::NoTargets {
-                targets: config.describe_targets(),
-                available: linear_modules(model).into_iter().map(|(n, _)| n).collect(),
-            });
+            return Err(no_targets(&config, model));
         }
         let unused = source.unused();
         if !unused.is_empty() {
@@ -329,7 +316,7 @@ fn check_ids(model: &Gemma, ids: &[u32]) -> Result<()> {
     Ok(())
 }
 
-fn select_rows(model: &Gemma, embed: Tensor<2>, ids: &[u32], _field: &str) -> Result<Tensor<2>> {
+fn select_rows(model: &Gemma, embed: Tensor<2>, ids: &[u32]) -> Result<Tensor<2>> {
     check_ids(model, ids)?;
     let idx = Tensor::<1, burn::tensor::Int>::from_data(
         TensorData::new(

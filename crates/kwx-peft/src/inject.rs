@@ -128,7 +128,9 @@ fn linears_mut(model: &mut Gemma) -> Vec<(String, &mut Linear)> {
     out
 }
 
-fn linears(model: &Gemma) -> Vec<(String, &Linear)> {
+/// Every linear layer LoRA can adapt, by transformers module name
+/// (`model.layers.0.self_attn.q_proj`), in layer order.
+pub fn linears(model: &Gemma) -> Vec<(String, &Linear)> {
     let mut out = Vec::new();
     for (i, l) in model.layers.iter().enumerate() {
         for (name, lin) in [

@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Tensor};
 use kwx_core::{Gemma, SafetensorsSource, WeightSource};
@@ -57,24 +56,6 @@ fn base() -> Gemma {
     Gemma::from_pretrained(fixtures().join("base"), &Device::default()).unwrap()
 }
 
-fn linears(model: &Gemma) -> Vec<(String, &Linear)> {
-    let mut out = Vec::new();
-    for (i, l) in model.layers.iter().enumerate() {
-        for (n, lin) in [
-            ("self_attn.q_proj", &l.self_attn.q_proj),
-            ("self_attn.k_proj", &l.self_attn.k_proj),
-            ("self_attn.v_proj", &l.self_attn.v_proj),
-            ("self_attn.o_proj", &l.self_attn.o_proj),
-            ("mlp.gate_proj", &l.mlp.gate_proj),
-            ("mlp.up_proj", &l.mlp.up_proj),
-            ("mlp.down_proj", &l.mlp.down_proj),
-        ] {
-            out.push((format!("base_model.model.model.layers.{i}.{n}"), lin));
-        }
-    }
-    out
-}
-
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
@@ -115,10 +96,10 @@ fn first_step_gradients_equal_peft() {
             .unwrap();
     let mut checked = 0;
     let mut worst: f64 = 0.0;
-    for (name, lin) in linears(&model) {
+    for (name, lin) in kwx_peft::inject::linears(&model) {
         let lora = lin.weight.adapter().unwrap();
         for (factor, id) in [("A", lora.a.id), ("B", lora.b.id)] {
-            let key = format!("{name}.lora_{factor}.weight");
+            let key = format!("base_model.model.{name}.lora_{factor}.weight");
             let shape = src.shape(&key).unwrap();
             let want = src.read(&key, &shape).unwrap();
             let got = values(grads.get::<2>(id).unwrap().transpose());

@@ -629,55 +629,38 @@ struct Line<'a, T> {
     record: &'a T,
 }
 
+/// One `metrics.jsonl` line (with its newline).
+fn json_line<T: Serialize>(path: &Path, kind: &str, record: &T) -> Result<String> {
+    let mut text = serde_json::to_string(&Line { kind, record }).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.push('\n');
+    Ok(text)
+}
+
 fn append_line<T: Serialize>(
     file: &mut std::fs::File,
     path: &Path,
     kind: &str,
     record: &T,
 ) -> Result<()> {
-    let mut text = serde_json::to_string(&Line { kind, record }).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    text.push('\n');
-    file.write_all(text.as_bytes())
+    file.write_all(json_line(path, kind, record)?.as_bytes())
         .map_err(|e| Error::io(path, e))
 }
 
 /// Rewrites `metrics.jsonl` from the state's history (a resumed run drops lines written after
 /// its checkpoint).
 fn rewrite_metrics(path: &Path, state: &TrainerState) -> Result<()> {
-    let mut buf: Vec<u8> = Vec::new();
+    let mut text = String::new();
     let mut evals = state.evals.iter().peekable();
     for s in &state.steps {
-        let line = serde_json::to_string(&Line {
-            kind: "step",
-            record: s,
-        });
-        buf.extend(
-            line.map_err(|source| Error::Json {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .bytes(),
-        );
-        buf.push(b'\n');
+        text += &json_line(path, "step", s)?;
         while let Some(e) = evals.next_if(|e| e.step == s.step) {
-            let line = serde_json::to_string(&Line {
-                kind: "eval",
-                record: e,
-            });
-            buf.extend(
-                line.map_err(|source| Error::Json {
-                    path: path.to_path_buf(),
-                    source,
-                })?
-                .bytes(),
-            );
-            buf.push(b'\n');
+            text += &json_line(path, "eval", e)?;
         }
     }
-    write_atomic(path, &buf)
+    write_atomic(path, text.as_bytes())
 }
 
 /// Loads a full fine-tuning checkpoint (`model.bpk`, burn's burnpack record) over `model`.
