@@ -157,6 +157,94 @@ pub enum Error {
     /// Reading a tensor back from the device failed.
     #[error("reading a tensor from the device: {0}")]
     Device(String),
+    /// Resizing or re-initialising token embeddings was refused ([`crate::resize`]).
+    #[error("token embeddings: {0}")]
+    Resize(#[from] ResizeError),
+}
+
+/// Why [`Gemma::resize_token_embeddings`](crate::Gemma::resize_token_embeddings) or
+/// [`Gemma::init_token_rows`](crate::Gemma::init_token_rows) refused its input. Nothing was
+/// changed: the model is only rebuilt once every check has passed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResizeError {
+    /// The requested size is below the current vocabulary.
+    #[error(
+        "new_vocab_size {requested} is smaller than the current vocabulary size {current}: \
+         shrinking the vocabulary is not supported (it would drop token ids the tokenizer uses)"
+    )]
+    Shrink {
+        /// The model's vocabulary size.
+        current: usize,
+        /// `new_vocab_size` as given.
+        requested: usize,
+    },
+    /// `pad_to_multiple_of` is 0, or rounding up to it overflows.
+    #[error(
+        "pad_to_multiple_of = {pad_to_multiple_of}: new_vocab_size {new_vocab_size} cannot be \
+         rounded up to a multiple of it (use None for no padding)"
+    )]
+    PadToMultipleOf {
+        /// The option as given.
+        pad_to_multiple_of: usize,
+        /// `new_vocab_size` as given.
+        new_vocab_size: usize,
+    },
+    /// The vocabulary would hold ids that do not fit a `u32` token id.
+    #[error("vocabulary size {vocab_size} exceeds the u32 token-id range")]
+    VocabTooLarge {
+        /// The (padded) size asked for.
+        vocab_size: usize,
+    },
+    /// `noise_variance_scale` is negative or not finite.
+    #[error("noise_variance_scale = {value}: expected a finite value >= 0")]
+    NoiseScale {
+        /// The option as given.
+        value: f64,
+    },
+    /// A row id in `rows` is outside the (resized) vocabulary.
+    #[error("rows: row id {id} is outside the vocabulary of size {vocab_size}")]
+    RowOutOfRange {
+        /// The row id.
+        id: u32,
+        /// The vocabulary size after resizing.
+        vocab_size: usize,
+    },
+    /// The same row id appears twice in `rows`.
+    #[error("rows: row id {id} is given more than once")]
+    DuplicateRow {
+        /// The row id.
+        id: u32,
+    },
+    /// A `RowInit::MeanOf` list is empty.
+    #[error("rows: row {row}: RowInit::MeanOf has no ids to average")]
+    EmptyMeanOf {
+        /// The row being initialised.
+        row: u32,
+    },
+    /// A `RowInit::MeanOf` id is not a row of the vocabulary before resizing.
+    #[error(
+        "rows: row {row}: RowInit::MeanOf id {id} is outside the original vocabulary of size \
+         {vocab_size}"
+    )]
+    MeanOfOutOfRange {
+        /// The row being initialised.
+        row: u32,
+        /// The offending source id.
+        id: u32,
+        /// The vocabulary size before resizing.
+        vocab_size: usize,
+    },
+    /// The embedding or head carries a reparameterization (a LoRA adapter, trainable token
+    /// rows) that would be lost by rebuilding the matrix.
+    #[error(
+        "`{param}` carries a reparameterization (a LoRA adapter or trainable token rows): \
+         resize the base model before attaching adapters, or merge them first"
+    )]
+    Reparameterized {
+        /// The parameter, by its transformers name.
+        param: &'static str,
+    },
 }
 
 /// `Result` with [`Error`] as the default error.

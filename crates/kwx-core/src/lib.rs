@@ -26,13 +26,15 @@ pub mod gguf;
 pub mod home;
 pub mod loader;
 pub mod model;
+pub mod resize;
 pub mod tokenizer;
 
 pub use burn;
 pub use config::{Activation, AttentionType, Family, GemmaConfig, HfConfig, Rope};
-pub use error::{Error, Result};
+pub use error::{Error, ResizeError, Result};
 pub use generate::{GenerationConfig, GenerationOutput, Generator, StopReason};
 pub use loader::{SafetensorsSource, WeightSource};
 pub use model::{Gemma, KvCache, RmsNorm};
+pub use resize::{ResizeOptions, RowInit};
 pub use tokenizer::{ChatMessage, GemmaTokenizer, Role};
 pub use tokenizers;

@@ -308,6 +308,11 @@ impl Gemma {
         &self.config
     }
 
+    /// Records a new vocabulary size once [`crate::resize`] has rebuilt the embedding (and head).
+    pub(crate) fn set_vocab_size(&mut self, vocab_size: usize) {
+        self.config.vocab_size = vocab_size;
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> Device {
         self.embed_tokens.weight.val().device()
