@@ -31,6 +31,10 @@ pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 const PREFIX: &str = "base_model.model.";
 const TOKEN_ROWS_KEY: &str =
     "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta";
+/// PEFT's `TrainableTokensConfig` keys (values of the rows, despite the name); the `lm_head` one
+/// repeats the embedding's for a tied model.
+const TT_EMBED_KEY: &str = "base_model.model.model.embed_tokens.trainable_tokens_delta";
+const TT_HEAD_KEY: &str = "base_model.model.lm_head.trainable_tokens_delta";
 const EMBED_KEY: &str = "base_model.model.model.embed_tokens.weight";
 const LM_HEAD_KEY: &str = "base_model.model.lm_head.weight";
 
@@ -55,6 +59,9 @@ pub struct Adapter {
     pub token_rows: Option<Tensor<2>>,
     /// Whole trained modules (`embed_tokens`, `lm_head`), `[vocab, hidden]`.
     pub saved_modules: BTreeMap<String, Tensor<2>>,
+    /// Whether the model's `lm_head` is its embedding (Gemma's tie); PEFT's trainable-tokens
+    /// files then repeat the rows under `lm_head`.
+    pub tied_head: bool,
 }
 
 /// The transformers names and PyTorch shapes `[out, in]` of every linear layer LoRA can adapt.
@@ -137,7 +144,10 @@ impl Adapter {
                 },
             );
         }
-        if layers.is_empty() && config.target_modules.is_some() {
+        if layers.is_empty()
+            && config.target_modules.is_some()
+            && !config.is_trainable_tokens_only()
+        {
             return Err(no_targets(config, model));
         }
         let embed = model.embed_tokens.weight.val();
@@ -161,6 +171,7 @@ impl Adapter {
             layers,
             token_rows,
             saved_modules,
+            tied_head: model.lm_head.is_none(),
         })
     }
 
@@ -185,6 +196,7 @@ impl Adapter {
             ));
         }
         let mut source = SafetensorsSource::open(vec![path.clone()])?;
+        let tt_head_copy = model.lm_head.is_none() && source.shape(TT_HEAD_KEY).is_some();
         let device = model.device();
         let mut read = |name: &str, expected: Vec<usize>| -> Result<Tensor<2>> {
             let got = source.shape(name).ok_or_else(|| Error::MissingTensor {
@@ -219,7 +231,23 @@ impl Adapter {
         let token_rows = match config.trainable_tokens() {
             Some(ids) => {
                 check_ids(model, ids)?;
-                Some(read(TOKEN_ROWS_KEY, vec![ids.len(), hidden])?)
+                if config.is_trainable_tokens_only() {
+                    let rows = read(TT_EMBED_KEY, vec![ids.len(), hidden])?;
+                    if tt_head_copy {
+                        // The tied head's copy: must be the same rows.
+                        let head = read(TT_HEAD_KEY, vec![ids.len(), hidden])?;
+                        if to_vec(head)? != to_vec(rows.clone())? {
+                            return Err(Error::ShapeMismatch {
+                                name: format!("{TT_HEAD_KEY} (differs from {TT_EMBED_KEY})"),
+                                expected: vec![ids.len(), hidden],
+                                got: vec![ids.len(), hidden],
+                            });
+                        }
+                    }
+                    Some(rows)
+                } else {
+                    Some(read(TOKEN_ROWS_KEY, vec![ids.len(), hidden])?)
+                }
             }
             None => None,
         };
@@ -244,6 +272,7 @@ impl Adapter {
             layers,
             token_rows,
             saved_modules,
+            tied_head: model.lm_head.is_none(),
         })
     }
 
@@ -262,11 +291,16 @@ impl Adapter {
             }
         }
         if let Some(rows) = &self.token_rows {
-            tensors.push((
-                TOKEN_ROWS_KEY.into(),
-                rows.dims().to_vec(),
-                to_vec(rows.clone())?,
-            ));
+            let values = to_vec(rows.clone())?;
+            if self.config.is_trainable_tokens_only() {
+                if self.tied_head {
+                    // PEFT writes the tied head's copy too.
+                    tensors.push((TT_HEAD_KEY.into(), rows.dims().to_vec(), values.clone()));
+                }
+                tensors.push((TT_EMBED_KEY.into(), rows.dims().to_vec(), values));
+            } else {
+                tensors.push((TOKEN_ROWS_KEY.into(), rows.dims().to_vec(), values));
+            }
         }
         for (module, t) in &self.saved_modules {
             let key = if module == "lm_head" {

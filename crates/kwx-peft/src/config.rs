@@ -93,10 +93,12 @@ pub struct LoraConfig {
     /// `"CAUSAL_LM"` for kwx's models.
     #[serde(default)]
     pub task_type: Option<String>,
-    /// Rank of the update.
+    /// Rank of the update (PEFT's default: 8).
+    #[serde(default = "eight")]
     pub r: usize,
     /// Scaling numerator: the update is scaled by `lora_alpha / r` (or `/ sqrt(r)` with rsLoRA).
-    #[serde(serialize_with = "number_as_written")]
+    /// PEFT's default: 8.
+    #[serde(serialize_with = "number_as_written", default = "eight_f64")]
     pub lora_alpha: f64,
     /// Which linear layers get adapters; `None` means PEFT's default for Gemma (`q_proj`, `v_proj`).
     #[serde(default)]
@@ -148,6 +150,32 @@ pub struct LoraConfig {
 
 fn lora_type() -> String {
     "LORA".into()
+}
+fn eight() -> usize {
+    8
+}
+fn eight_f64() -> f64 {
+    8.0
+}
+
+/// `peft_type` of PEFT's `TrainableTokensConfig`: only chosen embedding rows are trained.
+pub const TRAINABLE_TOKENS: &str = "TRAINABLE_TOKENS";
+
+/// The module PEFT names as a Gemma trainable-tokens target.
+const EMBED_MODULE: &str = "model.embed_tokens";
+
+/// The fields PEFT 0.21 writes for a `TrainableTokensConfig` besides those kwx models.
+fn trainable_tokens_defaults() -> serde_json::Map<String, Value> {
+    let v = serde_json::json!({
+        "auto_mapping": null,
+        "peft_version": "0.21.2",
+        "revision": null,
+        "init_weights": true
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
 }
 fn none_str() -> String {
     "none".into()
@@ -253,6 +281,61 @@ impl LoraConfig {
         self
     }
 
+    /// PEFT's `TrainableTokensConfig`: only the embedding rows `ids` are trained (new domain
+    /// tokens after `kwx_core::Gemma::resize_token_embeddings`), the tie with `lm_head` kept; no
+    /// linear layer is adapted. Saved as PEFT saves it (`peft_type: "TRAINABLE_TOKENS"`).
+    pub fn trainable_tokens_only(ids: Vec<u32>) -> Self {
+        let mut config = Self::new(8, 8.0);
+        config.peft_type = TRAINABLE_TOKENS.into();
+        config.target_modules = Some(TargetModules::names(Vec::<String>::new()));
+        config.trainable_token_indices = Some(TokenIndices::List(ids));
+        config.extra = trainable_tokens_defaults();
+        config
+    }
+
+    /// Whether this trains embedding rows only: `peft_type` `"TRAINABLE_TOKENS"`, or a LoRA
+    /// config with an empty `target_modules` list and `trainable_token_indices` (which PEFT
+    /// cannot load as LoRA, so kwx saves it as a `TrainableTokensConfig`).
+    pub fn is_trainable_tokens_only(&self) -> bool {
+        self.peft_type == TRAINABLE_TOKENS
+            || (matches!(&self.target_modules, Some(TargetModules::List(v)) if v.is_empty())
+                && self.trainable_tokens().is_some()
+                && self.modules_to_save.as_ref().is_none_or(Vec::is_empty))
+    }
+
+    /// Parses `adapter_config.json` text: a LoRA config, or PEFT's `TrainableTokensConfig`
+    /// (`token_indices`, `target_modules` naming the embedding). Not validated.
+    pub fn from_json_str(text: &str, path: &Path) -> Result<Self> {
+        let json_err = |source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut value: Value = serde_json::from_str(text).map_err(json_err)?;
+        if let Value::Object(map) = &mut value
+            && map.get("peft_type").and_then(Value::as_str) == Some(TRAINABLE_TOKENS)
+        {
+            let location = path.display().to_string();
+            match map.remove("target_modules") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(t)) if t.ends_with("embed_tokens") => {}
+                Some(Value::Array(a))
+                    if a.iter()
+                        .all(|t| t.as_str().is_some_and(|t| t.ends_with("embed_tokens"))) => {}
+                Some(other) => {
+                    return Err(Error::config(
+                        location,
+                        "target_modules",
+                        format!("{other}: Gemma's only embedding is `{EMBED_MODULE}`"),
+                    ));
+                }
+            }
+            map.insert("target_modules".into(), Value::Array(Vec::new()));
+            let ids = map.remove("token_indices").unwrap_or(Value::Null);
+            map.insert("trainable_token_indices".into(), ids);
+        }
+        serde_json::from_value(value).map_err(json_err)
+    }
+
     /// Sets `modules_to_save`.
     #[must_use]
     pub fn with_modules_to_save<S: Into<String>>(
@@ -274,16 +357,41 @@ impl LoraConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let config: Self = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let config = Self::from_json_str(&text, path)?;
         config.validate(&path.display().to_string())?;
         Ok(config)
     }
 
-    /// The JSON PEFT writes: every PEFT field, kwx's values first.
+    /// The JSON PEFT writes: every PEFT field, kwx's values first. A trainable-tokens-only
+    /// config is written as PEFT's `TrainableTokensConfig`.
     pub fn to_json(&self) -> Result<String> {
+        if self.is_trainable_tokens_only() {
+            let mut map = trainable_tokens_defaults();
+            let lora_only = peft_defaults();
+            for (k, v) in &self.extra {
+                if !lora_only.contains_key(k) || map.contains_key(k) {
+                    map.insert(k.clone(), v.clone());
+                }
+            }
+            map.insert("peft_type".into(), TRAINABLE_TOKENS.into());
+            map.insert("task_type".into(), self.task_type.clone().into());
+            map.insert("target_modules".into(), EMBED_MODULE.into());
+            map.insert(
+                "token_indices".into(),
+                self.trainable_tokens().unwrap_or_default().into(),
+            );
+            map.insert(
+                "base_model_name_or_path".into(),
+                self.base_model_name_or_path.clone().into(),
+            );
+            map.insert("inference_mode".into(), self.inference_mode.into());
+            return serde_json::to_string_pretty(&Value::Object(map)).map_err(|source| {
+                Error::Json {
+                    path: "adapter_config.json".into(),
+                    source,
+                }
+            });
+        }
         let mut value = serde_json::to_value(self).map_err(|source| Error::Json {
             path: "adapter_config.json".into(),
             source,
@@ -302,10 +410,40 @@ impl LoraConfig {
     /// Refuses settings kwx would compute differently from PEFT; `location` names the file.
     pub fn validate(&self, location: &str) -> Result<()> {
         let bad = |field: &str, message: String| Err(Error::config(location, field, message));
+        if self.peft_type == TRAINABLE_TOKENS {
+            if self.trainable_tokens().is_none() {
+                return bad("token_indices", "no token ids to train".into());
+            }
+            let no_targets = match &self.target_modules {
+                None => true,
+                Some(TargetModules::List(v)) => v.is_empty(),
+                Some(TargetModules::Pattern(_)) => false,
+            };
+            if !no_targets || self.modules_to_save.as_ref().is_some_and(|m| !m.is_empty()) {
+                return bad(
+                    "peft_type",
+                    "TRAINABLE_TOKENS trains embedding rows only: no target_modules or \
+                     modules_to_save"
+                        .into(),
+                );
+            }
+            if let Some(init) = self.extra.get("init_weights")
+                && init != &Value::Bool(true)
+            {
+                return bad(
+                    "init_weights",
+                    format!("{init}: kwx starts trainable tokens from the model's rows (true)"),
+                );
+            }
+            return Ok(());
+        }
         if self.peft_type != "LORA" {
             return bad(
                 "peft_type",
-                format!("`{}`: kwx reads LoRA adapters only", self.peft_type),
+                format!(
+                    "`{}`: kwx reads LoRA and TRAINABLE_TOKENS adapters only",
+                    self.peft_type
+                ),
             );
         }
         if self.r == 0 {
@@ -425,6 +563,9 @@ impl LoraConfig {
     /// Whether the linear layer with transformers name `module` (`model.layers.3.mlp.up_proj`)
     /// gets an adapter, by PEFT's rules.
     pub fn targets(&self, module: &str) -> bool {
+        if self.peft_type == TRAINABLE_TOKENS {
+            return false;
+        }
         let default = TargetModules::names(["q_proj", "v_proj"]);
         let targets = self.target_modules.as_ref().unwrap_or(&default);
         if !matches_modules(targets, module) {

@@ -278,6 +278,7 @@ pub fn extract(model: &Gemma, config: &crate::LoraConfig) -> Result<Adapter> {
         layers,
         token_rows,
         saved_modules,
+        tied_head: model.lm_head.is_none(),
     })
 }
 

@@ -147,7 +147,8 @@ impl TrainConfig {
         let bad = |field: &str, message: &str| Err(Error::config(location, field, message));
         if self.mode == Mode::Lora {
             self.lora.validate(&format!("{location} [lora]"))?;
-            let known = crate::config::peft_defaults();
+            let mut known = crate::config::peft_defaults();
+            known.insert("init_weights".into(), serde_json::Value::Bool(true));
             if let Some(k) = self.lora.extra.keys().find(|k| !known.contains_key(*k)) {
                 return Err(Error::config(
                     format!("{location} [lora]"),
