@@ -332,6 +332,9 @@ impl LoraConfig {
             map.insert("target_modules".into(), Value::Array(Vec::new()));
             let ids = map.remove("token_indices").unwrap_or(Value::Null);
             map.insert("trainable_token_indices".into(), ids);
+        } else {
+            // Straight from the text, so errors carry line and column.
+            return serde_json::from_str(text).map_err(json_err);
         }
         serde_json::from_value(value).map_err(json_err)
     }
