@@ -62,7 +62,10 @@ fn both_modes_make_every_term_one_token_and_leave_other_text_alone() {
                 assert_eq!(ext.new_vocab_size, old_size + fresh.len());
                 let mut sorted = fresh.clone();
                 sorted.sort_unstable();
-                assert_eq!(sorted, (old_size as u32..(old_size + fresh.len()) as u32).collect::<Vec<_>>());
+                assert_eq!(
+                    sorted,
+                    (old_size as u32..(old_size + fresh.len()) as u32).collect::<Vec<_>>()
+                );
             }
             ExtendMode::RepurposeUnused => {
                 assert_eq!(ext.new_vocab_size, old_size);
@@ -84,7 +87,11 @@ fn both_modes_make_every_term_one_token_and_leave_other_text_alone() {
                 assert_eq!(got, ids(before, line), "{mode:?}: {line:?}");
                 untouched += 1;
             }
-            assert_eq!(&after.decode(&got, false).expect("decode"), line, "{mode:?}");
+            assert_eq!(
+                &after.decode(&got, false).expect("decode"),
+                line,
+                "{mode:?}"
+            );
         }
         assert!(untouched > 100, "{untouched}");
         // Saved and reloaded, it encodes the same.
@@ -107,7 +114,10 @@ fn bad_terms_and_too_few_unused_slots_are_typed_errors() {
     }
     for bad in ["", " ", "\t", "a▁b", "<0x41>"] {
         let err = extend(gemma(), &[bad], ExtendMode::AddTokens).expect_err(bad);
-        assert!(matches!(err, Error::Symbol { index: 0, .. }), "{bad:?}: {err}");
+        assert!(
+            matches!(err, Error::Symbol { index: 0, .. }),
+            "{bad:?}: {err}"
+        );
     }
     // A tokenizer without <unused*> tokens: one trained here.
     let small = tiny_tokenizer();
@@ -139,18 +149,30 @@ fn fragmentation_report_counts_by_hand() {
     let ext = extend(&before, &["abc", "ccc", "ab", "cab"], ExtendMode::AddTokens).expect("extend");
     assert_eq!(ext.already_single, vec![("ab".to_owned(), 3)]);
     assert_eq!(
-        ext.added.iter().map(|t| (t.term.as_str(), t.id, t.pieces.clone())).collect::<Vec<_>>(),
-        vec![("abc", 4, vec![3, 2]), ("ccc", 5, vec![2, 2, 2]), ("cab", 6, vec![2, 3])]
+        ext.added
+            .iter()
+            .map(|t| (t.term.as_str(), t.id, t.pieces.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("abc", 4, vec![3, 2]),
+            ("ccc", 5, vec![2, 2, 2]),
+            ("cab", 6, vec![2, 3])
+        ]
     );
     let terms = ["abc", "ccc", "ab"];
     let corpus = ["abc ab", "ccc", "c abc abc"];
     let mut seen = Vec::new();
-    let report =
-        FragmentationReport::measure(&before, &ext.tokenizer, &terms, corpus, &mut |n| seen.push(n))
-            .expect("report");
+    let report = FragmentationReport::measure(&before, &ext.tokenizer, &terms, corpus, &mut |n| {
+        seen.push(n)
+    })
+    .expect("report");
     // Terms: before [2, 3, 1], after [1, 1, 1].
     assert_eq!(
-        report.terms.iter().map(|r| (r.before, r.after)).collect::<Vec<_>>(),
+        report
+            .terms
+            .iter()
+            .map(|r| (r.before, r.after))
+            .collect::<Vec<_>>(),
         vec![(2, 1), (3, 1), (1, 1)]
     );
     assert!((report.mean_tokens_before - 2.0).abs() < 1e-12);
@@ -160,14 +182,24 @@ fn fragmentation_report_counts_by_hand() {
     assert_eq!((report.single_before, report.single_after), (1, 3));
     // Corpus: "abc ab" 3 → 2, "ccc" 3 → 1, "c abc abc" 5 → 3.
     assert_eq!(
-        (report.corpus_lines, report.corpus_tokens_before, report.corpus_tokens_after),
+        (
+            report.corpus_lines,
+            report.corpus_tokens_before,
+            report.corpus_tokens_after
+        ),
         (3, 11, 6)
     );
     assert!((report.corpus_length_change - (6.0 / 11.0 - 1.0)).abs() < 1e-12);
     assert_eq!(seen, vec![3]);
     let table = report.table(2);
-    assert!(table.contains("| tokens per term (mean) | 2.00 | 1.00 |"), "{table}");
-    assert!(table.contains("| corpus tokens | 11 | 6 (-45.5%) |"), "{table}");
+    assert!(
+        table.contains("| tokens per term (mean) | 2.00 | 1.00 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| corpus tokens | 11 | 6 (-45.5%) |"),
+        "{table}"
+    );
     assert!(table.contains("| ccc | 3 | 1 |"), "{table}");
     let json: serde_json::Value = serde_json::to_value(&report).expect("json");
     assert_eq!(json["corpus_tokens_after"], 6);

@@ -99,9 +99,16 @@ fn python_tokenizers_encodes_kwx_tokenizers_identically() {
                     v.sort();
                     v
                 };
-                assert_eq!(pieces(&fresh), pieces(&committed), "regenerate the fixtures");
+                assert_eq!(
+                    pieces(&fresh),
+                    pieces(&committed),
+                    "regenerate the fixtures"
+                );
             }
         }
     }
-    assert!(!regen, "fixtures regenerated; now run scripts/check_tokenizer_hf.py --write");
+    assert!(
+        !regen,
+        "fixtures regenerated; now run scripts/check_tokenizer_hf.py --write"
+    );
 }

@@ -90,7 +90,9 @@ pub fn gemma_tokenizer_path() -> std::path::PathBuf {
     let home = std::env::var_os("KWX_HOME")
         .filter(|d| !d.is_empty())
         .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/kwx")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/kwx"))
+        })
         .expect("HOME or KWX_HOME");
     let path = home.join("gemma-3-270m/tokenizer.json");
     assert!(
