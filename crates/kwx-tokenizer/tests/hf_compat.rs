@@ -2,7 +2,7 @@
 //! as kwx does. The committed fixtures were made by this test and the Python check script:
 //!
 //! ```text
-//! KWX_REGEN_FIXTURES=1 cargo test -p kwx-tokenizer --test hf_compat
+//! KWX_BLESS=1 cargo test -p kwx-tokenizer --test hf_compat
 //! for m in bpe unigram; do python scripts/check_tokenizer_hf.py \
 //!     crates/kwx-tokenizer/tests/fixtures/hf/$m.json crates/kwx-tokenizer/tests/fixtures/hf/lines.txt \
 //!     crates/kwx-tokenizer/tests/fixtures/hf/$m.ids.json --write; done
@@ -54,7 +54,7 @@ struct PythonIds {
 
 #[test]
 fn python_tokenizers_encodes_kwx_tokenizers_identically() {
-    let regen = std::env::var_os("KWX_REGEN_FIXTURES").is_some();
+    let regen = std::env::var_os("KWX_BLESS").is_some();
     for model in [ModelKind::Bpe, ModelKind::Unigram] {
         let path = fixtures().join(format!("{}.json", model.name()));
         if regen {
