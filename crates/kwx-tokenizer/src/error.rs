@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong while training, extending or measuring a tokenizer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Reading a corpus or writing a tokenizer failed.
     #[error("{}: {source}", path.display())]
