@@ -32,7 +32,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kwx::core::burn::tensor::Device;
@@ -88,7 +88,7 @@ struct Args {
     #[arg(long)]
     model: Option<PathBuf>,
     /// `add`: round the model's vocabulary up to a multiple of this (extra rows get the
-    /// vocabulary mean; the GGUF names them `[PAD1]`, `[PAD2]`, … as llama.cpp's converter does).
+    /// vocabulary mean; the GGUF names them `[PAD{id}]`, as llama.cpp's converter does).
     #[arg(long)]
     pad_to_multiple_of: Option<usize>,
     /// Seed of the noise of vocabulary-mean rows.
@@ -481,29 +481,13 @@ fn resize_and_export(args: &Args, path: &Path, ext: &Extension) -> anyhow::Resul
 }
 
 /// The GGUF vocabulary for a model with `rows` embedding rows. Rows past the tokenizer's last id
-/// (`--pad-to-multiple-of`) get llama.cpp's converter's placeholders, `[PAD1]`, `[PAD2]`, …
-/// (score -1000, type unused), which `GgufVocab::from_hf_tokenizer` does not write itself.
+/// (`--pad-to-multiple-of`) get llama.cpp's converter's placeholders `[PAD{id}]` from
+/// `GgufVocab::from_hf_tokenizer`.
 fn gguf_vocab(tokenizer: &Tokenizer, rows: usize) -> anyhow::Result<GgufVocab> {
-    let tokens = tokenizer.get_vocab_size(true);
-    let mut vocab = GgufVocab::from_hf_tokenizer(tokenizer, rows.min(tokens))?;
-    if rows > tokens {
-        // `llama_token_type` LLAMA_TOKEN_TYPE_UNUSED; convert_hf_to_gguf.py's
-        // `_create_vocab_sentencepiece` pads with `[PAD{i}]`, score -1000, type UNUSED.
-        const UNUSED: i32 = 5;
-        let (Some(scores), Some(types)) = (vocab.scores.as_mut(), vocab.token_types.as_mut())
-        else {
-            bail!("the GGUF vocabulary has no scores or token types to pad");
-        };
-        for i in 1..=rows - tokens {
-            vocab.tokens.push(format!("[PAD{i}]"));
-            scores.push(-1000.0);
-            types.push(UNUSED);
-        }
-        eprintln!(
-            "{} padding rows named [PAD1]..[PAD{}] in the GGUF vocabulary",
-            rows - tokens,
-            rows - tokens
-        );
+    let vocab = GgufVocab::from_hf_tokenizer(tokenizer, rows)?;
+    let padded = rows.saturating_sub(tokenizer.get_vocab_size(true));
+    if padded > 0 {
+        eprintln!("{padded} padding rows named [PAD{{id}}] in the GGUF vocabulary");
     }
     Ok(vocab)
 }

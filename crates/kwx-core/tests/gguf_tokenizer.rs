@@ -915,6 +915,16 @@ fn from_hf_tokenizer_vocabulary_survives_the_writer() {
     let path = dir.path().join("vocab.gguf");
     w.write(&path, |_, name| panic!("no tensors, asked for {name}"))
         .unwrap();
+    // The writer leaves a normal file's mode (0644 less the umask; `File::create` gives 0666
+    // less the umask), not its temporary file's private 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        assert_eq!(mode(&path), mode(&plain) & 0o644, "{:o}", mode(&path));
+    }
     let back = GgufVocab::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
     assert_eq!(back.model, vocab.model);
     assert_eq!(back.pre, vocab.pre);
@@ -1004,39 +1014,148 @@ fn from_hf_tokenizer_errors() {
         &["not SentencePiece-like", "▁"],
     );
 
-    // More embedding rows than the tokenizer has ids.
     let reference = tokenizer_from_json(&fixture_tokenizer_json());
-    assert_metadata_error(
-        GgufVocab::from_hf_tokenizer(&reference, 600),
-        "tokenizer.ggml.tokens",
-        "id 512 has no token: the model has 600 embedding rows but the tokenizer ends at id 511",
-    );
-    match GgufVocab::from_hf_tokenizer(&reference, 600) {
-        Err(Error::GgufMetadata { path, .. }) => assert_eq!(path, PathBuf::from("<memory>")),
-        other => panic!("{other:?}"),
-    }
-    // A gap inside the ids: a byte piece missing from the model's vocabulary.
-    let mut json = fixture_tokenizer_json();
-    let vocab = json["model"]["vocab"].as_object_mut().unwrap();
-    assert_eq!(vocab.remove("<0x41>").and_then(|id| id.as_u64()), Some(321));
-    let gappy = tokenizer_from_json(&json);
-    assert_metadata_error(
-        GgufVocab::from_hf_tokenizer(&gappy, 512),
-        "tokenizer.ggml.tokens",
-        "id 321 has no token: the model has 512 embedding rows but the tokenizer has a gap \
-         (its ids go up to 511)",
-    );
-    // … which is fine when those ids are left out.
-    assert_eq!(
-        GgufVocab::from_hf_tokenizer(&gappy, 321)
-            .unwrap()
-            .tokens
-            .len(),
-        321
-    );
     assert_metadata_error(
         GgufVocab::from_hf_tokenizer(&reference, 0),
         "tokenizer.ggml.tokens",
         "vocab_size 0",
     );
+}
+
+/// Writes `vocab` into a GGUF (metadata only) in `dir` and rebuilds the tokenizer from the file.
+fn through_a_gguf(vocab: &GgufVocab, dir: &std::path::Path) -> (GgufVocab, Tokenizer) {
+    let mut w = kwx_core::gguf::GgufWriter::new();
+    vocab.write_metadata(&mut w);
+    let path = dir.join("vocab.gguf");
+    w.write(&path, |_, name| panic!("no tensors, asked for {name}"))
+        .unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    (
+        GgufVocab::from_gguf(&file).unwrap(),
+        tokenizer_from_gguf(&file).unwrap(),
+    )
+}
+
+/// Terms added as kwx-tokenizer's `extend` adds them (non-special, `normalized: false`, ids
+/// after the vocabulary) keep their spaces through tokenizer.json → `GgufVocab` → GGUF →
+/// `tokenizer_from_gguf`: each encodes to its own id, and every text encodes as tokenizer.json
+/// encodes it. (Spelled `인슐린▁글라진`, the rebuilt added token would never match the raw text.)
+#[test]
+fn added_terms_with_spaces_survive_the_gguf_round_trip() {
+    let mut reference = tokenizer_from_json(&fixture_tokenizer_json());
+    let terms = ["인슐린 글라진", "New York", "주 1회  투여"];
+    let n_added = reference
+        .add_tokens(terms.map(|t| tokenizers::AddedToken::from(t, false).normalized(false)))
+        .unwrap();
+    assert_eq!(n_added, terms.len());
+    let ids: Vec<u32> = terms
+        .iter()
+        .map(|t| reference.token_to_id(t).unwrap())
+        .collect();
+    assert_eq!(ids, [512, 513, 514]);
+
+    let vocab = GgufVocab::from_hf_tokenizer(&reference, 515).unwrap();
+    // Stored as llama.cpp's converter stores them: user-defined, spaces as they are, -1000.
+    for (&id, term) in ids.iter().zip(terms) {
+        let id = id as usize;
+        assert_eq!(vocab.tokens[id], term);
+        assert_eq!(vocab.token_types.as_ref().unwrap()[id], 4, "{term}");
+        assert_eq!(vocab.scores.as_ref().unwrap()[id], -1000.0, "{term}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (back, rebuilt) = through_a_gguf(&vocab, dir.path());
+    assert_eq!(back.tokens, vocab.tokens);
+    for (&id, term) in ids.iter().zip(terms) {
+        assert_eq!(
+            rebuilt.encode(term, false).unwrap().get_ids(),
+            [id],
+            "{term}"
+        );
+        assert_eq!(
+            rebuilt.encode(term, true).unwrap().get_ids(),
+            [2, id],
+            "{term}"
+        );
+        assert_eq!(rebuilt.id_to_token(id).as_deref(), Some(term));
+    }
+    let texts = [
+        "오늘 인슐린 글라진 10단위, New York에서 주 1회  투여.",
+        "인슐린 글라진인슐린 글라진 New Yorker",
+        // Not the terms: a different space, a missing space, the marker spelled out.
+        "인슐린  글라진, NewYork, 주 1회 투여, 인슐린▁글라진",
+        " New York ",
+    ];
+    for text in texts {
+        for add_special in [true, false] {
+            let ours = rebuilt.encode(text, add_special).unwrap();
+            let theirs = reference.encode(text, add_special).unwrap();
+            assert_eq!(ours.get_ids(), theirs.get_ids(), "{text:?}");
+            assert_eq!(
+                rebuilt.decode(ours.get_ids(), false).unwrap(),
+                reference.decode(theirs.get_ids(), false).unwrap()
+            );
+        }
+    }
+    let hits = texts
+        .iter()
+        .flat_map(|t| reference.encode(*t, false).unwrap().get_ids().to_vec())
+        .filter(|id| ids.contains(id))
+        .count();
+    assert_eq!(hits, 7, "the texts hold seven occurrences of the terms");
+    assert_same_encodings(&rebuilt, &reference, true);
+}
+
+/// More embedding rows than the tokenizer has ids (`Gemma::resize_token_embeddings` with
+/// `pad_to_multiple_of`), and a gap inside the ids: each id without a token gets the
+/// placeholder `[PAD{id}]` (type 5, unused; score -10000) that llama.cpp's converter writes
+/// (`_create_vocab_sentencepiece` prefills the vocabulary with them), so the GGUF holds exactly
+/// one piece per row and still tokenizes as tokenizer.json does.
+#[test]
+fn from_hf_tokenizer_pads_ids_without_a_token() {
+    let reference = tokenizer_from_json(&fixture_tokenizer_json());
+    let exact = GgufVocab::from_hf_tokenizer(&reference, 512).unwrap();
+    let vocab = GgufVocab::from_hf_tokenizer(&reference, 520).unwrap();
+    assert_eq!(vocab.tokens.len(), 520);
+    assert_eq!(vocab.tokens[..512], exact.tokens[..]);
+    assert_eq!(
+        vocab.scores.as_ref().unwrap()[..512],
+        exact.scores.as_ref().unwrap()[..]
+    );
+    assert_eq!(
+        vocab.token_types.as_ref().unwrap()[..512],
+        exact.token_types.as_ref().unwrap()[..]
+    );
+    for id in 512..520 {
+        assert_eq!(vocab.tokens[id], format!("[PAD{id}]"));
+        assert_eq!(vocab.token_types.as_ref().unwrap()[id], 5);
+        assert_eq!(vocab.scores.as_ref().unwrap()[id], -10000.0);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (back, rebuilt) = through_a_gguf(&vocab, dir.path());
+    assert_eq!(back.tokens.len(), 520);
+    assert_eq!(back.token_types, vocab.token_types);
+    assert_eq!(rebuilt.get_vocab_size(true), 520);
+    assert_eq!(rebuilt.id_to_token(519).as_deref(), Some("[PAD519]"));
+    assert_same_encodings(&rebuilt, &reference, false);
+
+    // A gap inside the ids: a byte piece missing from the model's vocabulary.
+    let mut json = fixture_tokenizer_json();
+    let model_vocab = json["model"]["vocab"].as_object_mut().unwrap();
+    assert_eq!(
+        model_vocab.remove("<0x41>").and_then(|id| id.as_u64()),
+        Some(321)
+    );
+    let gappy = GgufVocab::from_hf_tokenizer(&tokenizer_from_json(&json), 512).unwrap();
+    assert_eq!(gappy.tokens.len(), 512);
+    assert_eq!(gappy.tokens[321], "[PAD321]");
+    assert_eq!(
+        (
+            gappy.token_types.as_ref().unwrap()[321],
+            gappy.scores.as_ref().unwrap()[321]
+        ),
+        (5, -10000.0)
+    );
+    assert_eq!(gappy.tokens[322], "<0x42>");
 }

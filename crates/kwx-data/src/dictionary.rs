@@ -503,20 +503,13 @@ impl Dictionary {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        let mut temp = tempfile::Builder::new()
-            .prefix(".kwx-dictionary-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(io_error)?;
-        temp.write_all(text.as_bytes()).map_err(io_error)?;
-        // Temporary files are created owner-only; a dictionary is an ordinary data file.
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".kwx-dictionary-").suffix(".tmp");
+        // A normal file's mode (0644 less the umask), not the temporary file's private 0600.
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            temp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-                .map_err(io_error)?;
-        }
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let mut temp = builder.tempfile_in(dir).map_err(io_error)?;
+        temp.write_all(text.as_bytes()).map_err(io_error)?;
         temp.as_file().sync_all().map_err(io_error)?;
         temp.persist(path).map_err(|err| io_error(err.error))?;
         Ok(())
@@ -777,5 +770,35 @@ mod tests {
     fn toml_string_escapes_quotes_and_backslashes() {
         assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(toml_string("파스"), "\"파스\"");
+    }
+    /// Atomic writes leave a normal file's mode, not the temporary file's private 0600. The
+    /// oracle is a file `File::create` makes in the same folder (0666 less this process's
+    /// umask): the dictionary gets those bits within 0644, `AtomicJsonlWriter` exactly those.
+    #[cfg(unix)]
+    #[test]
+    fn atomic_writes_get_a_normal_files_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |name: &str| {
+            let meta = std::fs::metadata(dir.path().join(name)).unwrap();
+            meta.permissions().mode() & 0o777
+        };
+        std::fs::File::create(dir.path().join("plain.txt")).unwrap();
+        let normal = mode("plain.txt");
+
+        Dictionary::bundled()
+            .write(dir.path().join("dictionary.jsonl"))
+            .unwrap();
+        crate::jsonl::write_jsonl_atomic(dir.path().join("records.jsonl"), [1, 2]).unwrap();
+        let (dictionary, records) = (mode("dictionary.jsonl"), mode("records.jsonl"));
+        // Group and other may read whatever the umask lets them read.
+        assert_eq!(
+            dictionary & 0o044,
+            normal & 0o044,
+            "{dictionary:o} vs {normal:o}"
+        );
+        assert_eq!(records & 0o044, normal & 0o044, "{records:o} vs {normal:o}");
+        assert_eq!(dictionary, normal & 0o644, "{dictionary:o} vs {normal:o}");
+        assert_eq!(records, normal, "{records:o} vs {normal:o}");
     }
 }

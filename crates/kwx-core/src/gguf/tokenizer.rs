@@ -9,8 +9,13 @@
 //! `tests/gguf_tokenizer.rs`):
 //!
 //! * **Vocabulary**: the GGUF tokens by id. llama.cpp's converter writes user-defined pieces
-//!   with `▁` turned back into spaces (`"▁▁"` is stored as `"  "`); SentencePiece pieces never
-//!   hold a literal space, so a space in a user-defined token is turned back into `▁`.
+//!   with `▁` turned into spaces (`"▁▁"` is stored as `"  "`), and llama.cpp matches them in the
+//!   raw text. A user-defined piece made only of spaces is one of SentencePiece's whitespace
+//!   pieces (Gemma's `▁▁` … `▁` × 31), which tokenizer.json spells with `▁` and keeps in the
+//!   model's vocabulary, so its spaces are turned back into `▁`. Any other user-defined piece
+//!   with a space (a term added to the tokenizer, such as `인슐린 글라진`) keeps its spaces: it
+//!   is matched in the raw text, as llama.cpp and tokenizer.json's non-normalized added token
+//!   match it.
 //! * **Merges**: `generate_merges` of transformers: every split of a piece into two pieces that
 //!   are both in the vocabulary is a merge; per piece they are ordered by (left id, right id),
 //!   pieces in id order, then the whole list is stably sorted by (score of the merged piece,
@@ -77,7 +82,8 @@ mod token_type {
     pub(super) const UNKNOWN: i32 = 2;
     pub(super) const CONTROL: i32 = 3;
     pub(super) const USER_DEFINED: i32 = 4;
-    // 5 is UNUSED: kept in the vocabulary like a normal piece, as Hugging Face does.
+    /// Kept in the vocabulary like a normal piece, as Hugging Face does.
+    pub(super) const UNUSED: i32 = 5;
     pub(super) const BYTE: i32 = 6;
 }
 
@@ -304,13 +310,14 @@ impl GgufVocab {
             ));
         }
 
-        // Pieces as SentencePiece (and tokenizer.json) spell them.
+        // Pieces as tokenizer.json spells them: SentencePiece's whitespace pieces with `▁`,
+        // added terms with their spaces (matched in the raw text).
         let pieces: Vec<String> = self
             .tokens
             .iter()
             .zip(&types)
             .map(|(t, &ty)| {
-                if ty == token_type::USER_DEFINED && t.contains(' ') {
+                if ty == token_type::USER_DEFINED && !t.is_empty() && t.bytes().all(|b| b == b' ') {
                     t.replace(' ', SPACE_MARKER)
                 } else {
                     t.clone()
@@ -470,12 +477,18 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
 const SPM_PRE: &str = "default";
 /// The score llama.cpp's converter gives the pieces it takes from `added_tokens_decoder`.
 const ADDED_TOKEN_SCORE: f32 = -1000.0;
+/// The score of the `[PAD{id}]` placeholders llama.cpp's converter writes for ids without a
+/// token (`_create_vocab_sentencepiece` fills the whole vocabulary with them first).
+const PAD_SCORE: f32 = -10000.0;
 
 impl GgufVocab {
     /// The GGUF vocabulary llama.cpp's converter would write for a SentencePiece-style BPE
     /// `tokenizer.json` (Gemma's: Metaspace/Replace normalizer, byte fallback), for a model with
-    /// `vocab_size` embedding rows. Ids ≥ vocab_size (tokenizer.json's extra added tokens such as
-    /// Gemma 3's <image_soft_token>) are left out; an id < vocab_size with no token is an error.
+    /// `vocab_size` embedding rows: the result has exactly `vocab_size` pieces. Ids ≥ vocab_size
+    /// (tokenizer.json's extra added tokens such as Gemma 3's <image_soft_token>) are left out;
+    /// an id < vocab_size with no token (rows added by `Gemma::resize_token_embeddings` with
+    /// `pad_to_multiple_of`, or a gap in the ids) gets the converter's placeholder `[PAD{id}]`
+    /// (type 5, unused; score -10000).
     ///
     /// llama.cpp's `convert_hf_to_gguf.py` (`_create_vocab_sentencepiece`) reads the
     /// SentencePiece model, then overrides every entry of tokenizer_config.json's
@@ -485,8 +498,10 @@ impl GgufVocab {
     ///   `added_tokens_decoder` holds) become control pieces (type 3) when `special` or when
     ///   they look special to the converter (`does_token_look_special`: `<pad>`, `<mask>`,
     ///   `<2mass>`, `[@BOS@]`, `<|…|>`, `<｜…｜>`, `<unused…>`), else user-defined pieces
-    ///   (type 4) spelled with `▁` turned into spaces, as the converter writes them. Their score
-    ///   is -1000. One exception reproduces Gemma 3's published GGUFs: Gemma's media delimiters
+    ///   (type 4) spelled with `▁` turned into spaces, as the converter writes them
+    ///   ([`GgufVocab::to_tokenizer`] turns the spaces of whitespace-only pieces back into `▁`
+    ///   and keeps those of added terms). Their score is -1000. One exception reproduces
+    ///   Gemma 3's published GGUFs: Gemma's media delimiters
     ///   (`<start_of_…>` / `<end_of_…>` other than the turn markers, i.e. `<start_of_image>` and
     ///   `<end_of_image>`) are user-defined although tokenizer.json marks them special — the
     ///   tokenizer_config.json the converter reads does not. [`GgufVocab::to_tokenizer`] maps
@@ -528,6 +543,11 @@ impl GgufVocab {
     /// * **Flags**: `add_bos` / `add_eos` when the post-processor's single-sequence template
     ///   starts / ends with a special token; `add_space_prefix` when the normalizer prepends `▁`
     ///   or a `Metaspace` pre-tokenizer prepends it (`prepend_scheme` `always` or `first`).
+    /// * **Placeholders**: `convert_hf_to_gguf.py`'s `_create_vocab_sentencepiece` starts from
+    ///   `vocab_size` pieces `[PAD{id}]` (score -10000, type unused) and overwrites those the
+    ///   tokenizer has, so an id without a token keeps its placeholder, numbered by its id
+    ///   (`[PAD262150]`). (The `[PAD1]`, `[PAD2]`, … branch at the function's end, score -1000,
+    ///   never runs: the list already has `vocab_size` entries.)
     /// * `model` is `"llama"`, `pre` is `"default"` (what the converter writes for
     ///   SentencePiece), `merges` is absent.
     ///
@@ -535,8 +555,7 @@ impl GgufVocab {
     /// WordLevel, Unigram), for a byte-level (GPT-2 style) BPE, and for a BPE that does not
     /// spell spaces as `▁` (no `Replace(" ", "▁")` normalizer, no `Metaspace` pre-tokenizer) or
     /// uses a continuing-subword prefix or end-of-word suffix; `Error::GgufMetadata` (path
-    /// `<memory>`, key `tokenizer.ggml.tokens`) for a zero `vocab_size` or an id below it
-    /// without a token.
+    /// `<memory>`, key `tokenizer.ggml.tokens`) for a zero `vocab_size`.
     pub fn from_hf_tokenizer(tokenizer: &Tokenizer, vocab_size: usize) -> Result<Self> {
         let tok_err = |message: String| Error::Tokenizer {
             path: None,
@@ -657,22 +676,7 @@ impl GgufVocab {
                         token_type::USER_DEFINED,
                     )
                 }
-            } else {
-                let Some(piece) = bpe.id_to_token(id) else {
-                    let last = tokenizer.get_vocab(true).into_values().max();
-                    let ids = match last {
-                        Some(last) if last > id => format!("has a gap (its ids go up to {last})"),
-                        Some(last) => format!("ends at id {last}"),
-                        None => "is empty".into(),
-                    };
-                    return Err(meta_err(
-                        KEY_TOKENS,
-                        format!(
-                            "id {id} has no token: the model has {vocab_size} embedding rows but \
-                             the tokenizer {ids}; kwx does not invent pieces for the missing ids"
-                        ),
-                    ));
-                };
+            } else if let Some(piece) = bpe.id_to_token(id) {
                 let ty = if byte_fallback && is_byte_piece(&piece) {
                     token_type::BYTE
                 } else if unk_piece == Some(piece.as_str()) {
@@ -681,6 +685,9 @@ impl GgufVocab {
                     token_type::NORMAL
                 };
                 (piece, ty)
+            } else {
+                scores[id as usize] = PAD_SCORE;
+                (format!("[PAD{id}]"), token_type::UNUSED)
             };
             tokens.push(token);
             token_types.push(ty);

@@ -110,10 +110,12 @@ impl GgufWriter {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".kwx-gguf-")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(dir, e))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".kwx-gguf-");
+        // A normal file's mode (0644 less the umask), not the temporary file's private 0600.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
         let io = |e: std::io::Error| Error::io(path, e);
         {
             let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
