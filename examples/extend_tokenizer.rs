@@ -492,19 +492,19 @@ fn gguf_vocab(tokenizer: &Tokenizer, rows: usize) -> anyhow::Result<GgufVocab> {
     Ok(vocab)
 }
 
-/// A `finetune --config` that trains the new embedding rows. kwx-peft's `LoraConfig` (like
-/// PEFT's) needs at least one target module, so a small LoRA on `q_proj`/`v_proj` comes along.
+/// A `finetune --config` that trains only the new embedding rows: PEFT's
+/// `TrainableTokensConfig` (`peft_type = "TRAINABLE_TOKENS"`), checked by parsing it back.
 fn write_train_config(path: &Path, ids: &[u32]) -> anyhow::Result<()> {
     let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
     let mut text = String::new();
     text.push_str(
-        "# Trains the embedding rows of the tokens extend_tokenizer added\n\
-         # (PEFT's trainable_token_indices; the tie with the output head is kept), plus a small\n\
-         # LoRA on q_proj/v_proj: a LoRA config needs at least one target module.\n\
+        "# Trains only the embedding rows of the tokens extend_tokenizer added (PEFT's\n\
+         # TrainableTokensConfig; the tie with the output head is kept, every other weight frozen).\n\
+         # For new rows plus a LoRA, use peft_type = \"LORA\" with target_modules as usual.\n\
          # cargo run --release --example finetune -- --model MODEL.gguf \\\n\
          #     --tokenizer tokenizer.json --config train_new_rows.toml --train train.sft.jsonl\n\
-         mode = \"lora\"\n\n[lora]\nr = 8\nlora_alpha = 16\n\
-         target_modules = [\"q_proj\", \"v_proj\"]\ntrainable_token_indices = [",
+         mode = \"lora\"\n\n[lora]\npeft_type = \"TRAINABLE_TOKENS\"\n\
+         trainable_token_indices = [",
     );
     for (i, chunk) in ids.chunks(12).enumerate() {
         text.push_str(if i == 0 { "\n    " } else { ",\n    " });
