@@ -5,11 +5,13 @@
 use aho_corasick::{AhoCorasick, MatchKind};
 use tokenizers::normalizers::unicode::NFKC;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+#[cfg(test)]
 use tokenizers::tokenizer::pattern::Pattern;
+#[cfg(test)]
 use tokenizers::{
-    NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer,
-    SplitDelimiterBehavior,
+    OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior,
 };
+use tokenizers::{NormalizedString, Normalizer};
 
 use crate::error::{Error, Result};
 
@@ -59,6 +61,7 @@ impl SymbolMatcher {
     }
 }
 
+#[cfg(test)]
 impl Pattern for &SymbolMatcher {
     fn find_matches(&self, inside: &str) -> tokenizers::Result<Vec<(tokenizers::Offsets, bool)>> {
         let mut out = Vec::new();
@@ -82,7 +85,8 @@ impl Pattern for &SymbolMatcher {
 pub(crate) struct Pipeline {
     normalization: Normalization,
     symbols: Option<SymbolMatcher>,
-    metaspace: Metaspace,
+    add_dummy_prefix: bool,
+    split_by_whitespace: bool,
 }
 
 impl Pipeline {
@@ -95,11 +99,64 @@ impl Pipeline {
         Ok(Self {
             normalization,
             symbols: SymbolMatcher::new(symbols)?,
-            metaspace: metaspace(add_dummy_prefix, split_by_whitespace),
+            add_dummy_prefix,
+            split_by_whitespace,
         })
     }
 
-    /// The words of one line, symbols removed (they are whole tokens and need no learning).
+    /// Calls `word` for every word of `line`: what [`Pipeline::words`] returns, computed with
+    /// plain string operations (the trainer's hot loop; the two are tested equal). `buf` is
+    /// scratch space reused across calls.
+    pub(crate) fn for_each_word(&self, line: &str, buf: &mut String, mut word: impl FnMut(&str)) {
+        let normalized;
+        let text = match self.normalization {
+            Normalization::Identity => line,
+            Normalization::Nfkc => {
+                normalized = self.normalization.apply(line);
+                normalized.as_str()
+            }
+        };
+        let mut segment = |start: usize, end: usize| {
+            if start == end {
+                return;
+            }
+            buf.clear();
+            if self.add_dummy_prefix && start == 0 && !text.starts_with([' ', SPACE_MARKER]) {
+                buf.push(SPACE_MARKER);
+            }
+            for c in text[start..end].chars() {
+                buf.push(if c == ' ' { SPACE_MARKER } else { c });
+            }
+            if !self.split_by_whitespace {
+                word(buf);
+                return;
+            }
+            // Split before every marker, the marker staying with what follows.
+            let mut from = 0;
+            for (at, _) in buf.match_indices(SPACE_MARKER) {
+                if at > from {
+                    word(&buf[from..at]);
+                }
+                from = at;
+            }
+            if from < buf.len() {
+                word(&buf[from..]);
+            }
+        };
+        let mut at = 0;
+        if let Some(symbols) = &self.symbols {
+            for m in symbols.0.find_iter(text) {
+                segment(at, m.start());
+                at = m.end();
+            }
+        }
+        segment(at, text.len());
+    }
+
+    /// The words of one line, symbols removed (they are whole tokens and need no learning),
+    /// computed by `tokenizers`' own machinery: the reference [`Pipeline::for_each_word`] is
+    /// tested against.
+    #[cfg(test)]
     pub(crate) fn words(&self, line: &str) -> Result<Vec<String>> {
         let mut text = PreTokenizedString::from(line);
         let fail = |e| Error::tokenizers("splitting a corpus line", e);
@@ -112,7 +169,9 @@ impl Pipeline {
             text.split(|_, n| n.split(symbols, SplitDelimiterBehavior::Removed))
                 .map_err(fail)?;
         }
-        self.metaspace.pre_tokenize(&mut text).map_err(fail)?;
+        metaspace(self.add_dummy_prefix, self.split_by_whitespace)
+            .pre_tokenize(&mut text)
+            .map_err(fail)?;
         Ok(text
             .get_splits(OffsetReferential::Original, OffsetType::Byte)
             .into_iter()
@@ -143,6 +202,46 @@ mod tests {
             Normalization::Identity
         };
         Pipeline::new(norm, &symbols, false, true).expect("pipeline")
+    }
+
+    #[test]
+    fn the_fast_splitter_equals_the_tokenizers_pipeline() {
+        let lines = [
+            "파스형 연고를 바르는 파스",
+            " leading space and trailing  ",
+            "  ",
+            "",
+            "a▁b ▁ c",
+            "파스",
+            "파스파스 x파스y",
+            "tab\there\u{1}ctl 🙂 𠀀 ＡＢＣ ㎎ mg",
+            "e\u{301} 가\u{1100}\u{1161}",
+        ];
+        for nfkc in [false, true] {
+            for prefix in [false, true] {
+                for split in [false, true] {
+                    let norm = if nfkc {
+                        Normalization::Nfkc
+                    } else {
+                        Normalization::Identity
+                    };
+                    let symbols = ["파스".to_string(), "mg".to_string(), "▁".to_string()];
+                    for syms in [&symbols[..2], &[][..]] {
+                        let p = Pipeline::new(norm, syms, prefix, split).expect("pipeline");
+                        let mut buf = String::new();
+                        for line in lines {
+                            let mut fast = Vec::new();
+                            p.for_each_word(line, &mut buf, |w| fast.push(w.to_owned()));
+                            assert_eq!(
+                                fast,
+                                p.words(line).expect("words"),
+                                "{line:?} nfkc {nfkc} prefix {prefix} split {split}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -462,12 +462,21 @@ impl Trainer {
         counts.lines += batch.len() as u64;
         let local = batch
             .par_iter()
-            .try_fold(AHashMap::<CompactString, u64>::new, |mut map, line| {
-                for word in self.pipeline.words(line)? {
-                    *map.entry(CompactString::from(word)).or_default() += 1;
-                }
-                Ok::<_, Error>(map)
-            })
+            .try_fold(
+                || (AHashMap::<CompactString, u64>::new(), String::new()),
+                |(mut map, mut buf), line| {
+                    self.pipeline.for_each_word(line, &mut buf, |word| {
+                        match map.get_mut(word) {
+                            Some(n) => *n += 1,
+                            None => {
+                                map.insert(CompactString::from(word), 1);
+                            }
+                        }
+                    });
+                    Ok::<_, Error>((map, buf))
+                },
+            )
+            .map(|r| r.map(|(map, _)| map))
             .try_reduce(AHashMap::new, |mut a, b| {
                 let (big, small) = if a.len() >= b.len() { (a, b) } else { (b, a) };
                 a = big;
