@@ -1,6 +1,15 @@
 //! Writes a Korean pharmaceutical text corpus of at least `--bytes` bytes, one sentence per line:
 //! sentences from the seeded dataset builder, with a dictionary definition after every few of
-//! them. The corpus of the tokenizer benchmarks (`scripts/bench_tokenizer_compare.sh`).
+//! them, and (`--open-vocabulary`, default a half of the lines) sentences of pseudo-Korean words
+//! with a natural, Zipf-shaped frequency curve, so the corpus has a long tail of rare words as
+//! real text does (the builder's templates alone hold ~27,000 distinct words, too few for a
+//! 16,000-piece vocabulary). The corpus of the tokenizer benchmarks
+//! (`scripts/bench_tokenizer_compare.sh`).
+//!
+//! Pseudo-words: a lexicon of 200,000 words of 1–4 Hangul syllables drawn from the syllable
+//! frequencies of the dictionary's definitions, 40% of them ending in a particle
+//! (을/를/이/가/은/는/에/의/로/와); sentence words are drawn by rank with probability ∝ 1/rank^1.1
+//! (Zipf), 6–14 per sentence.
 //!
 //! ```text
 //! cargo run --release --example make_corpus -- --bytes 20000000 --out /tmp/kwx-corpus-20mb.txt
@@ -21,6 +30,10 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use kwx::data::builder::DatasetBuilder;
 use kwx::data::dictionary::Dictionary;
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 #[derive(Parser, Debug)]
 #[command(about = "Write a Korean pharmaceutical corpus, one sentence per line")]
@@ -40,11 +53,84 @@ struct Args {
     /// A dictionary definition follows every N generated sentences (0: no definitions).
     #[arg(long, default_value_t = 8)]
     definition_every: usize,
+    /// Share of lines made of Zipf-distributed pseudo-Korean words (0: template sentences only).
+    #[arg(long, default_value_t = 0.5)]
+    open_vocabulary: f64,
+}
+
+/// Zipf-distributed pseudo-Korean sentences (see the file's doc).
+struct OpenVocabulary {
+    lexicon: Vec<String>,
+    /// Cumulative Zipf weights over lexicon ranks.
+    cumulative: Vec<f64>,
+    rng: StdRng,
+}
+
+impl OpenVocabulary {
+    fn new(text: &[String], seed: u64) -> anyhow::Result<Self> {
+        let mut counts: std::collections::BTreeMap<char, f64> = std::collections::BTreeMap::new();
+        for c in text.iter().flat_map(|t| t.chars()) {
+            if ('가'..='힣').contains(&c) {
+                *counts.entry(c).or_default() += 1.0;
+            }
+        }
+        anyhow::ensure!(
+            !counts.is_empty(),
+            "the dictionary has no Hangul to learn syllables from"
+        );
+        let syllables: Vec<char> = counts.keys().copied().collect();
+        let weights = WeightedIndex::new(counts.values().copied())?;
+        let lengths = WeightedIndex::new([0.15, 0.4, 0.3, 0.15])?;
+        const PARTICLES: [&str; 10] = ["을", "를", "이", "가", "은", "는", "에", "의", "로", "와"];
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_0F_7A1F);
+        let lexicon = (0..200_000)
+            .map(|_| {
+                let n = lengths.sample(&mut rng) + 1;
+                let mut w: String = (0..n)
+                    .map(|_| syllables[weights.sample(&mut rng)])
+                    .collect();
+                if rng.random_bool(0.4) {
+                    w.push_str(PARTICLES[rng.random_range(0..PARTICLES.len())]);
+                }
+                w
+            })
+            .collect::<Vec<_>>();
+        let mut total = 0.0;
+        let cumulative = (1..=lexicon.len())
+            .map(|r| {
+                total += 1.0 / (r as f64).powf(1.1);
+                total
+            })
+            .collect();
+        Ok(Self {
+            lexicon,
+            cumulative,
+            rng,
+        })
+    }
+
+    fn sentence(&mut self) -> String {
+        let total = self.cumulative.last().copied().unwrap_or(1.0);
+        let n = self.rng.random_range(6..=14);
+        let mut words = Vec::with_capacity(n);
+        for _ in 0..n {
+            let u = self.rng.random::<f64>() * total;
+            let rank = self.cumulative.partition_point(|&c| c < u);
+            words.push(self.lexicon[rank.min(self.lexicon.len() - 1)].as_str());
+        }
+        let mut s = words.join(" ");
+        s.push('.');
+        s
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.chunk > 0, "--chunk must be at least 1");
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.open_vocabulary),
+        "--open-vocabulary must be in [0, 1)"
+    );
     let dictionary = Dictionary::bundled();
     let definitions: Vec<String> = dictionary
         .entries()
@@ -65,7 +151,9 @@ fn main() -> anyhow::Result<()> {
     );
     bar.set_message("corpus");
 
-    let (mut written, mut sentences, mut defs) = (0u64, 0u64, 0u64);
+    let mut open = OpenVocabulary::new(&definitions, args.seed)?;
+    let mut mix = StdRng::seed_from_u64(args.seed);
+    let (mut written, mut sentences, mut defs, mut pseudo) = (0u64, 0u64, 0u64, 0u64);
     let mut next_definition = 0usize;
     let mut chunk = 0u64;
     'chunks: while written < args.bytes {
@@ -75,6 +163,10 @@ fn main() -> anyhow::Result<()> {
             .build()
             .with_context(|| format!("generating chunk {chunk}"))?;
         for (i, example) in examples.iter().enumerate() {
+            while mix.random_bool(args.open_vocabulary) {
+                written += out.line(&open.sentence())?;
+                pseudo += 1;
+            }
             written += out.line(&one_line(&example.text))?;
             sentences += 1;
             if args.definition_every > 0
@@ -106,10 +198,10 @@ fn main() -> anyhow::Result<()> {
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
     println!(
-        "wrote {} ({written} bytes, {} lines: {sentences} sentences, {defs} definitions) in \
-         {secs:.1}s ({:.1} MB/s)",
+        "wrote {} ({written} bytes, {} lines: {sentences} sentences, {defs} definitions, \
+         {pseudo} pseudo-word sentences) in {secs:.1}s ({:.1} MB/s)",
         args.out.display(),
-        sentences + defs,
+        sentences + defs + pseudo,
         written as f64 / 1e6 / secs.max(1e-9)
     );
     Ok(())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tokenizer training, kwx (examples/bench_tokenizer.rs, crates/kwx-tokenizer) beside SentencePiece
 # and HF tokenizers (scripts/bench_tokenizer_peer.py, settings in its docstring) on one corpus:
-# BPE and Unigram, vocab 16000, the same thread count, each run in its own process. Prints a
+# BPE and Unigram, vocab 16000, the same thread count, each run in its own process (kwx with
+# --min-frequency 1: the peers keep every word and pair). Prints a
 # markdown table: wall time, peak RSS, and kwx / peer wall time per model (< 1: kwx is faster).
 # Without CORPUS, first generates a ~20 MB Korean corpus at /tmp/kwx-corpus-20mb.txt
 # (examples/make_corpus.rs). The JSON lines of all runs are kept in $JSONL
@@ -69,7 +70,8 @@ fi
 status=0
 : >"$JSONL"
 RAYON_NUM_THREADS=$THREADS cargo run --locked --release --quiet --example bench_tokenizer -- \
-  --corpus "$CORPUS" --vocab-size "$VOCAB" --models bpe,unigram --threads "$THREADS" >>"$JSONL" || status=1
+  --corpus "$CORPUS" --vocab-size "$VOCAB" --models bpe,unigram --threads "$THREADS" \
+  --min-frequency 1 >>"$JSONL" || status=1
 "$PYTHON" scripts/bench_tokenizer_peer.py --corpus "$CORPUS" --vocab-size "$VOCAB" --models bpe,unigram \
   --peers sentencepiece,hf --threads "$THREADS" >>"$JSONL" || status=1
 table "$JSONL"

@@ -7,11 +7,11 @@ use tokenizers::normalizers::unicode::NFKC;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 #[cfg(test)]
 use tokenizers::tokenizer::pattern::Pattern;
+use tokenizers::{NormalizedString, Normalizer};
 #[cfg(test)]
 use tokenizers::{
     OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior,
 };
-use tokenizers::{NormalizedString, Normalizer};
 
 use crate::error::{Error, Result};
 

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ahash::AHashMap;
@@ -336,6 +336,8 @@ impl Counts {
 
 /// Lines per parallel batch while counting.
 const BATCH_LINES: usize = 8192;
+/// Bytes read from a file at a time.
+const BLOCK_BYTES: usize = 4 << 20;
 
 /// Trains tokenizers from streamed text.
 #[derive(Debug, Clone)]
@@ -377,31 +379,23 @@ impl Trainer {
             })
             .sum::<Result<u64>>()?;
         let mut counts = Counts::default();
-        let mut batch = Vec::with_capacity(BATCH_LINES);
+        let mut block = vec![0u8; BLOCK_BYTES];
+        let mut pending: Vec<u8> = Vec::new();
         for path in paths {
             let path = path.as_ref();
-            let file = File::open(path).map_err(|e| Error::io(path, e))?;
-            let mut reader = BufReader::with_capacity(1 << 20, file);
-            let mut buf = Vec::new();
+            let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
             let mut line_no = 0u64;
+            pending.clear();
             loop {
-                buf.clear();
-                let n = reader
-                    .read_until(b'\n', &mut buf)
-                    .map_err(|e| Error::io(path, e))?;
+                let n = file.read(&mut block).map_err(|e| Error::io(path, e))?;
                 if n == 0 {
                     break;
                 }
-                line_no += 1;
-                counts.bytes += n as u64;
-                let text = std::str::from_utf8(&buf).map_err(|source| Error::NotUtf8 {
-                    path: PathBuf::from(path),
-                    line: line_no,
-                    source,
-                })?;
-                batch.push(trim_newline(text).to_owned());
-                if batch.len() == BATCH_LINES {
-                    self.count_batch(&mut counts, &mut batch)?;
+                pending.extend_from_slice(&block[..n]);
+                // Whole lines now, the unfinished last one with the next block.
+                if let Some(last) = pending.iter().rposition(|&b| b == b'\n') {
+                    self.count_block(&mut counts, &pending[..=last], path, &mut line_no)?;
+                    pending.drain(..=last);
                     progress(&Progress::Reading {
                         bytes: counts.bytes,
                         total_bytes: Some(total),
@@ -409,8 +403,10 @@ impl Trainer {
                     });
                 }
             }
+            if !pending.is_empty() {
+                self.count_block(&mut counts, &pending, path, &mut line_no)?;
+            }
         }
-        self.count_batch(&mut counts, &mut batch)?;
         progress(&Progress::Reading {
             bytes: counts.bytes,
             total_bytes: Some(total),
@@ -458,21 +454,53 @@ impl Trainer {
         self.finish(counts, what, progress)
     }
 
+    /// Counts the lines of `bytes` (whole lines of `path`, after `line_no` lines), checking
+    /// UTF-8 and naming the line that is not.
+    fn count_block(
+        &self,
+        counts: &mut Counts,
+        bytes: &[u8],
+        path: &Path,
+        line_no: &mut u64,
+    ) -> Result<()> {
+        let text = std::str::from_utf8(bytes).map_err(|source| {
+            let before = &bytes[..source.valid_up_to()];
+            Error::NotUtf8 {
+                path: PathBuf::from(path),
+                line: *line_no + 1 + before.iter().filter(|&&b| b == b'\n').count() as u64,
+                source,
+            }
+        })?;
+        counts.bytes += bytes.len() as u64;
+        let lines: Vec<&str> = text.split_terminator('\n').map(trim_newline).collect();
+        *line_no += lines.len() as u64;
+        for chunk in lines.chunks(BATCH_LINES) {
+            self.count_lines(counts, chunk)?;
+        }
+        Ok(())
+    }
+
     fn count_batch(&self, counts: &mut Counts, batch: &mut Vec<String>) -> Result<()> {
+        let lines: Vec<&str> = batch.iter().map(String::as_str).collect();
+        self.count_lines(counts, &lines)?;
+        batch.clear();
+        Ok(())
+    }
+
+    fn count_lines(&self, counts: &mut Counts, batch: &[&str]) -> Result<()> {
         counts.lines += batch.len() as u64;
         let local = batch
             .par_iter()
             .try_fold(
                 || (AHashMap::<CompactString, u64>::new(), String::new()),
                 |(mut map, mut buf), line| {
-                    self.pipeline.for_each_word(line, &mut buf, |word| {
-                        match map.get_mut(word) {
+                    self.pipeline
+                        .for_each_word(line, &mut buf, |word| match map.get_mut(word) {
                             Some(n) => *n += 1,
                             None => {
                                 map.insert(CompactString::from(word), 1);
                             }
-                        }
-                    });
+                        });
                     Ok::<_, Error>((map, buf))
                 },
             )
@@ -486,7 +514,6 @@ impl Trainer {
                 Ok(a)
             })?;
         counts.merge(local);
-        batch.clear();
         Ok(())
     }
 
