@@ -576,8 +576,7 @@ impl Trainer {
                     .byte_fallback(true)
                     .build()
                     .map_err(|e| Error::tokenizers("creating the BPE model", e))?;
-                trainer
-                    .do_train(&counts.words, &mut model)
+                on_pool_worker(|| trainer.do_train(&counts.words, &mut model))
                     .map_err(|e| Error::tokenizers("training BPE", e))?;
                 ModelWrapper::BPE(model)
             }
@@ -605,8 +604,7 @@ impl Trainer {
                     .build()
                     .map_err(|e| Error::tokenizers("configuring the Unigram trainer", e))?;
                 let mut model = Unigram::default();
-                trainer
-                    .do_train(sentences, &mut model)
+                on_pool_worker(|| trainer.do_train(sentences, &mut model))
                     .map_err(|e| Error::tokenizers("training Unigram", e))?;
                 ModelWrapper::Unigram(self.finish_unigram(&model, &reserved)?)
             }
@@ -712,6 +710,13 @@ impl Trainer {
         }
         Ok(tokenizer)
     }
+}
+
+/// Runs `f` on a thread of rayon's pool. The trainers start a parallel loop per merge (BPE) or
+/// per EM step (Unigram); from a thread outside the pool each one is a hand-off and a wake-up,
+/// from inside it runs in place (and on one thread, without any hand-off at all).
+fn on_pool_worker<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    rayon::scope(|_| f())
 }
 
 fn trim_newline(line: &str) -> &str {
