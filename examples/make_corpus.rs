@@ -82,7 +82,7 @@ impl OpenVocabulary {
         let weights = WeightedIndex::new(counts.values().copied())?;
         let lengths = WeightedIndex::new([0.15, 0.4, 0.3, 0.15])?;
         const PARTICLES: [&str; 10] = ["을", "를", "이", "가", "은", "는", "에", "의", "로", "와"];
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_0F_7A1F);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x005E_ED0F_7A1F);
         let lexicon = (0..200_000)
             .map(|_| {
                 let n = lengths.sample(&mut rng) + 1;
