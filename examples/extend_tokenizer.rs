@@ -14,7 +14,8 @@
 //! - `tokenizer.json`: the extended tokenizer. Terms become non-special added tokens matched
 //!   anywhere in the raw text; `add` gives them ids after the vocabulary, `unused` renames
 //!   `<unusedN>` tokens (lowest ids first) so the vocabulary size stays.
-//! - `fragmentation.json`: tokens per term and corpus tokens before and after (the table is
+//! - `fragmentation.json` and `fragmentation.png` (terms by token count, before and after):
+//!   tokens per term and corpus tokens before and after (the table is
 //!   printed), on `--corpus` (one text per line) or 5,000 generated sentences (seed 1).
 //! - `new_tokens.json`: every term now a single token, with its id, the ids it was split into
 //!   and what the id held before.
@@ -43,6 +44,7 @@ use kwx::core::{Gemma, ResizeOptions, RowInit, home};
 use kwx::data::builder::DatasetBuilder;
 use kwx::data::dictionary::Dictionary;
 use kwx::peft::train::TrainConfig;
+use kwx::plot::{Panel, Series, line_charts};
 use kwx::tokenizer::{
     ExtendMode, Extension, FragmentationReport, Tokenizer, extend, load_tokenizer, save_tokenizer,
 };
@@ -146,6 +148,7 @@ fn main() -> anyhow::Result<()> {
         &args.out.join("fragmentation.json"),
         &serde_json::to_value(&report)?,
     )?;
+    fragmentation_chart(&args.out.join("fragmentation.png"), &report)?;
 
     let new_ids: Vec<u32> = ext.rows_to_initialise().map(|t| t.id).collect();
     let model_out = match &args.model {
@@ -157,6 +160,7 @@ fn main() -> anyhow::Result<()> {
 
     println!("\nwrote {}", tokenizer_out.display());
     println!("wrote {}", args.out.join("fragmentation.json").display());
+    println!("wrote {}", args.out.join("fragmentation.png").display());
     println!("wrote {}", args.out.join("new_tokens.json").display());
     println!("wrote {}", config_out.display());
     if let Some(m) = &model_out {
@@ -490,6 +494,45 @@ fn gguf_vocab(tokenizer: &Tokenizer, rows: usize) -> anyhow::Result<GgufVocab> {
         eprintln!("{padded} padding rows named [PAD{{id}}] in the GGUF vocabulary");
     }
     Ok(vocab)
+}
+
+/// How many terms take 1, 2, 3, … tokens, before and after, as a PNG.
+fn fragmentation_chart(path: &Path, report: &FragmentationReport) -> anyhow::Result<()> {
+    let longest = report
+        .terms
+        .iter()
+        .map(|t| t.before.max(t.after))
+        .max()
+        .unwrap_or(1);
+    let histogram = |tokens: fn(&kwx::tokenizer::TermRow) -> usize| {
+        (1..=longest)
+            .map(|n| {
+                let count = report.terms.iter().filter(|t| tokens(t) == n).count();
+                (n as f64, count as f64)
+            })
+            .collect::<Vec<_>>()
+    };
+    let panel = Panel {
+        title: format!(
+            "Tokens per term ({} terms; corpus {:+.1}% tokens)",
+            report.terms.len(),
+            100.0 * report.corpus_length_change
+        ),
+        x_label: "tokens per term".into(),
+        y_label: "terms".into(),
+        series: vec![
+            Series {
+                name: format!("before (mean {:.2})", report.mean_tokens_before),
+                points: histogram(|t| t.before),
+            },
+            Series {
+                name: format!("after (mean {:.2})", report.mean_tokens_after),
+                points: histogram(|t| t.after),
+            },
+        ],
+        y_range: None,
+    };
+    line_charts(path, &[panel]).with_context(|| format!("drawing {}", path.display()))
 }
 
 /// A `finetune --config` that trains only the new embedding rows: PEFT's
