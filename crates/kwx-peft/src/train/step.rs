@@ -73,7 +73,21 @@ pub fn optimizer(config: &TrainConfig, model: &Gemma) -> ModuleOptimizer {
 /// every label token, however the tokens fall into micro-batches; then global-norm clipping
 /// (`max_grad_norm` 0 = off) and the update at `lr`. A non-finite loss or gradient norm is an
 /// error (its `step` field is 0: the caller knows the step).
+///
+/// The step runs on a thread of rayon's pool: the CPU backend starts parallel work in nearly
+/// every tensor operation, and from a thread outside the pool each start is a hand-off to a
+/// worker and a wake-up back.
 pub fn train_step(
+    model: Gemma,
+    optim: &mut ModuleOptimizer,
+    batches: &[MicroBatch],
+    lr: f64,
+    max_grad_norm: f64,
+) -> Result<(Gemma, StepStats)> {
+    rayon::scope(|_| train_step_here(model, optim, batches, lr, max_grad_norm))
+}
+
+fn train_step_here(
     model: Gemma,
     optim: &mut ModuleOptimizer,
     batches: &[MicroBatch],
