@@ -7,6 +7,8 @@
 //! ```
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -30,14 +32,6 @@ struct Args {
     /// Timed repetitions of prefill and decode (the median is reported).
     #[arg(long, default_value_t = 3)]
     reps: usize,
-}
-
-/// Peak resident set size of this process so far, in MiB (Linux `VmHWM`).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// The prompt both sides run: `<bos>` and a fixed sequence of ordinary token ids.
@@ -66,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     let model = Gemma::load(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let load_s = t0.elapsed().as_secs_f64();
-    let rss_after_load = peak_rss_mib();
+    let rss_after_load = common::peak_rss_mib();
     let ids = prompt(args.prompt_tokens, model.config().vocab_size);
 
     let mut prefill = Vec::new();
@@ -97,7 +91,7 @@ fn main() -> anyhow::Result<()> {
             "threads": std::env::var("RAYON_NUM_THREADS").ok(),
             "load_s": load_s,
             "peak_rss_mib_after_load": rss_after_load,
-            "peak_rss_mib": peak_rss_mib(),
+            "peak_rss_mib": common::peak_rss_mib(),
             "prompt_tokens": ids.len(),
             "prompt_ids": ids,
             "new_tokens": args.new_tokens,

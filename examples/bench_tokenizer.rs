@@ -29,6 +29,8 @@
 //! peers keep. `--min-frequency 1` gives the peers' behaviour exactly.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -154,7 +156,7 @@ fn one(args: &Args, model: &str, out_dir: &Path) -> anyhow::Result<()> {
         .train_files(std::slice::from_ref(&args.corpus), &mut |_| {})
         .with_context(|| format!("training {} on {}", model.name(), args.corpus.display()))?;
     let wall_s = started.elapsed().as_secs_f64();
-    let peak_rss_mib = peak_rss_mib();
+    let peak_rss_mib = common::peak_rss_mib().unwrap_or(0.0);
 
     let path = out_dir.join(format!("kwx-{}.json", model.name()));
     save_tokenizer(&trained.tokenizer, &path)?;
@@ -172,16 +174,4 @@ fn one(args: &Args, model: &str, out_dir: &Path) -> anyhow::Result<()> {
         })
     );
     Ok(())
-}
-
-/// Peak resident memory of this process (`VmHWM`), in MiB; 0 where /proc is absent.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -10,6 +10,8 @@
 //! intermediate 1024 (5.9M parameters); `270m` = Gemma 3 270M's shapes, random weights.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::time::Instant;
 
 use clap::Parser;
@@ -113,21 +115,9 @@ fn main() -> anyhow::Result<()> {
             "seq": args.seq,
             "tokens_per_s": (args.batch * args.seq) as f64 / step_s,
             "step_s": step_s,
-            "peak_rss_mib": peak_rss_mib(),
+            "peak_rss_mib": common::peak_rss_mib().unwrap_or(0.0),
             "loss": loss,
         })
     );
     Ok(())
-}
-
-/// Peak resident memory of this process (`VmHWM`), in MiB; 0 where /proc is absent.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

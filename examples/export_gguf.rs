@@ -8,23 +8,18 @@
 //! from the source GGUF's own metadata.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
+use common::WeightType;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use kwx::core::Gemma;
 use kwx::core::burn::tensor::Device;
-use kwx::core::gguf::{GgmlType, GgufFile, GgufVocab, WriteOptions, is_gguf, write_gemma};
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum WeightType {
-    F32,
-    F16,
-    Bf16,
-    #[value(name = "q8_0")]
-    Q8_0,
-}
+use kwx::core::gguf::{GgufFile, GgufVocab, WriteOptions, is_gguf, write_gemma};
 
 #[derive(Parser, Debug)]
 #[command(about = "Export a Gemma model to GGUF")]
@@ -77,12 +72,8 @@ fn main() -> anyhow::Result<()> {
             GgufVocab::from_hf_tokenizer(&tok, vocab_size)?
         }
     };
-    let weight_type = match args.r#type {
-        WeightType::F32 => GgmlType::F32,
-        WeightType::F16 => GgmlType::F16,
-        WeightType::Bf16 => GgmlType::BF16,
-        WeightType::Q8_0 => GgmlType::Q8_0,
-    };
+    let weight_type = args.r#type.ggml();
+
     let options = WriteOptions {
         name: args.name.clone(),
         llama_cpp_compatible: !args.allow_llama_cpp_mismatch,

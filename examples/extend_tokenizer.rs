@@ -28,6 +28,10 @@
 //!   with the extended vocabulary. F32 by default: every existing weight is kept exactly.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
+use common::WeightType;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -37,9 +41,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kwx::core::burn::tensor::Device;
-use kwx::core::gguf::{
-    GgmlType, GgufFile, GgufVocab, WriteOptions, tokenizer_from_gguf, write_gemma,
-};
+use kwx::core::gguf::{GgufFile, GgufVocab, WriteOptions, tokenizer_from_gguf, write_gemma};
 use kwx::core::{Gemma, ResizeOptions, RowInit, home};
 use kwx::data::builder::DatasetBuilder;
 use kwx::data::dictionary::Dictionary;
@@ -55,15 +57,6 @@ enum Mode {
     Add,
     /// Take over `<unusedN>` tokens; the vocabulary size stays.
     Unused,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum WeightType {
-    F32,
-    F16,
-    Bf16,
-    #[value(name = "q8_0")]
-    Q8_0,
 }
 
 #[derive(Parser, Debug)]
@@ -423,12 +416,8 @@ fn resize_and_export(args: &Args, path: &Path, ext: &Extension) -> anyhow::Resul
     );
 
     let vocab = gguf_vocab(&ext.tokenizer, new_rows)?;
-    let weight_type = match args.weight_type {
-        WeightType::F32 => GgmlType::F32,
-        WeightType::F16 => GgmlType::F16,
-        WeightType::Bf16 => GgmlType::BF16,
-        WeightType::Q8_0 => GgmlType::Q8_0,
-    };
+    let weight_type = args.weight_type.ggml();
+
     let options = WriteOptions {
         name: "kwx extended vocabulary".into(),
         ..WriteOptions::new(weight_type)

@@ -8,6 +8,8 @@
 //! Prints the report (table), its JSON with `--json`, and the throughput and peak memory.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -32,12 +34,6 @@ struct Args {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,7 +61,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!(
         "{mib:.0} MiB in {secs:.2}s ({:.0} MiB/s), peak RSS {:.0} MiB",
         mib / secs.max(1e-9),
-        peak_rss_mib().unwrap_or(f64::NAN)
+        common::peak_rss_mib().unwrap_or(f64::NAN)
     );
     Ok(())
 }

@@ -5,9 +5,11 @@
 //! `scripts/check_peft_load.py` (its result is committed as `kwx_saved/peft_check.json`).
 #![allow(clippy::unwrap_used)] // test helpers
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use burn::tensor::{Device, Tensor};
+use std::path::Path;
+
+use common::{base, expected, fixtures, ids, max_diff, values};
 use kwx_core::{Gemma, SafetensorsSource, WeightSource};
 use kwx_peft::{Adapter, AdapterSet, Error, LoraConfig, TargetModules, attach, merge, unmerge};
 
@@ -17,44 +19,6 @@ const ADAPTERS: [&str; 3] = [
     "lora_modules_to_save",
 ];
 const TOL: f32 = 1e-4;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft")
-}
-
-fn base() -> Gemma {
-    Gemma::from_pretrained(fixtures().join("base"), &Device::default()).unwrap()
-}
-
-fn ids(dir: &Path) -> Vec<u32> {
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    json["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn expected(dir: &Path, name: &str, vocab: usize) -> Vec<f32> {
-    let mut src = SafetensorsSource::open(vec![dir.join("expected.safetensors")]).unwrap();
-    let shape = src.shape(name).unwrap();
-    assert_eq!(shape[1], vocab);
-    src.read(name, &shape).unwrap()
-}
-
-fn values(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 #[test]
 fn peft_adapters_give_peft_logits_unmerged_and_merged() {

@@ -5,21 +5,17 @@
 //! clipping at 1.0 (biting on steps 1 and 2).
 #![allow(clippy::unwrap_used)] // test helpers
 
-use std::path::PathBuf;
+mod common;
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{Device, Tensor};
+use common::{base, fixtures, values};
 use kwx_core::{Gemma, SafetensorsSource, WeightSource};
 use kwx_data::training::TrainingExample;
 use kwx_peft::train::{Decay, MicroBatch, TrainConfig, TrainData, Trainer, completion_loss_sum};
 use kwx_peft::{Adapter, attach};
 
 const TOL: f64 = 1e-4;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft")
-}
 
 fn record() -> serde_json::Value {
     serde_json::from_str(
@@ -50,14 +46,6 @@ fn micro_batches() -> Vec<MicroBatch> {
             labels: serde_json::from_value(mb["labels"].clone()).unwrap(),
         })
         .collect()
-}
-
-fn base() -> Gemma {
-    Gemma::from_pretrained(fixtures().join("base"), &Device::default()).unwrap()
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f64 {

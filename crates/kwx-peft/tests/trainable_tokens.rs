@@ -5,50 +5,24 @@
 //! Fixture: `scripts/make_peft_tt_fixture.py` (PEFT 0.21 `save_pretrained`).
 #![allow(clippy::unwrap_used)] // test helpers
 
+mod common;
+
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor};
-use kwx_core::{Gemma, ResizeOptions, RowInit, SafetensorsSource, WeightSource};
+use common::{base, fixtures, ids, max_diff, values};
+use kwx_core::{ResizeOptions, RowInit, SafetensorsSource, WeightSource};
 use kwx_peft::inject::linears;
 use kwx_peft::train::{MicroBatch, Mode, TrainConfig, optimizer, train_step, trainable_model};
 use kwx_peft::{Adapter, LoraConfig, attach, extract, merge};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft")
-}
-
-fn base() -> Gemma {
-    Gemma::from_pretrained(fixtures().join("base"), &Device::default()).unwrap()
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 fn expected() -> (Vec<u32>, Vec<f32>, Vec<f32>) {
     let dir = fixtures().join("trainable_tokens");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let ids = json["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
-    let mut src = SafetensorsSource::open(vec![dir.join("expected.safetensors")]).unwrap();
-    let mut read = |name: &str| {
-        let shape = src.shape(name).unwrap();
-        src.read(name, &shape).unwrap()
-    };
-    (ids, read("logits"), read("merged_logits"))
+    let vocab = base().config().vocab_size;
+    (
+        ids(&dir),
+        common::expected(&dir, "logits", vocab),
+        common::expected(&dir, "merged_logits", vocab),
+    )
 }
 
 #[test]
