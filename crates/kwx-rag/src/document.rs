@@ -1,0 +1,1 @@
+//! Free documents (drug leaflets) split into chunks by field and by length.

@@ -1,0 +1,1 @@
+//! The default [`crate::Embedder`]: pooled hidden states of a kwx Gemma model.
