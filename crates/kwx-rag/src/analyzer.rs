@@ -1,0 +1,312 @@
+//! Korean-aware text analysis for the lexical index.
+//!
+//! Korean writes a noun and its particles as one word (`임산부에게`, `파스를`) and glues nouns
+//! into compounds (`파스형`, `해열진통제`), so whitespace tokens miss most dictionary terms. Two
+//! analyzers feed two sets of fields:
+//!
+//! - **word** ([`WordTokenizer`]): each word (split at whitespace and punctuation) lowercased, the
+//!   stems left after stripping particles and endings one at a time (`임산부들에게` → `임산부들`
+//!   → `임산부`) and common compound suffixes (`파스형` → `파스`), and for mixed-script words each
+//!   script run (`GC녹십자` → `gc`, `녹십자`). Exact-form matches, weighted high.
+//! - **gram** ([`GramTokenizer`]): character bigrams of every Hangul/Han run (a one-syllable run
+//!   is its own unigram) and lowercased Latin/digit runs. Catches compounds and spelling variants
+//!   the stripper does not know, weighted lower.
+//!
+//! Both run the same way on documents and on queries.
+
+use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
+
+/// The tantivy name of the word analyzer.
+pub const WORD_ANALYZER: &str = "kwx_ko_word";
+/// The tantivy name of the gram analyzer.
+pub const GRAM_ANALYZER: &str = "kwx_ko_gram";
+
+/// Particles (조사), longest first within each length so the longest match strips first.
+const PARTICLES: &[&str] = &[
+    "에게서는", "으로서는", "으로써는", "에게서", "으로서", "으로써", "에서는", "에게는", "에게도",
+    "한테서", "으로는", "이라도", "이라는", "까지는", "부터는", "에서도", "에서의", "에게의", "처럼",
+    "까지", "부터", "에게", "한테", "께서", "에서", "으로", "이나", "이며", "이고", "이랑", "하고", "보다",
+    "마다", "만큼", "에는", "에도", "과는", "와는", "은", "는", "이", "가", "을", "를", "과", "와", "의",
+    "에", "도", "만", "로", "나", "랑", "들",
+];
+
+/// Predicate endings after a noun (`적합합니다` → `적합`, `사용하는` → `사용`).
+const ENDINGS: &[&str] = &[
+    "하였습니다", "되었습니다", "했습니다", "됐습니다", "합니다", "됩니다", "입니다", "하세요", "하십시오",
+    "해야", "하는", "하고", "하며", "하여", "하면", "한다", "했다", "된다", "되는", "되고", "되며", "이다",
+    "이며", "시키는", "적인", "적으로", "한", "된", "할", "함", "적",
+];
+
+/// Compound suffixes stripped after particles (`파스형` → `파스`, `해열제` → `해열`).
+const SUFFIXES: &[&str] = &["형", "용", "제", "류", "성", "계", "약", "군", "증"];
+
+/// The longest stem chain strip rounds (particles can stack: `임산부들에게는`).
+const MAX_STRIPS: usize = 3;
+
+/// Whether `c` is a Hangul syllable or a Han (Hanja) character: text cut into bigrams.
+pub fn is_syllabic(c: char) -> bool {
+    matches!(c, '가'..='힣' | '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}')
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() && !is_syllabic(c)
+}
+
+/// Stems of one Korean word, shortest last: strip one particle or ending per round (up to
+/// [`MAX_STRIPS`]), then one compound suffix from every stem. A stem keeps at least one
+/// syllable; the word itself is not included. Non-Hangul endings stop the chain.
+pub fn stems(word: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = word;
+    for _ in 0..MAX_STRIPS {
+        let next = PARTICLES
+            .iter()
+            .chain(ENDINGS)
+            .filter(|p| current.len() > p.len() && current.ends_with(**p))
+            .max_by_key(|p| p.len())
+            .map(|p| &current[..current.len() - p.len()]);
+        match next {
+            Some(stem) if stem.chars().next_back().is_some_and(is_syllabic) => {
+                out.push(stem.to_owned());
+                current = stem;
+            }
+            _ => break,
+        }
+    }
+    let mut with_suffix = Vec::new();
+    for stem in std::iter::once(word).chain(out.iter().map(String::as_str)) {
+        for suffix in SUFFIXES {
+            if stem.len() > suffix.len()
+                && stem.ends_with(suffix)
+                && stem[..stem.len() - suffix.len()].chars().count() >= 1
+            {
+                with_suffix.push(stem[..stem.len() - suffix.len()].to_owned());
+            }
+        }
+    }
+    out.extend(with_suffix);
+    out.retain(|s| s != word);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Script runs of a word: `(start, end, syllabic)`, byte offsets into the word.
+fn runs(word: &str) -> Vec<(usize, usize, bool)> {
+    let mut out: Vec<(usize, usize, bool)> = Vec::new();
+    for (i, c) in word.char_indices() {
+        let syl = is_syllabic(c);
+        match out.last_mut() {
+            Some(last) if last.2 == syl => last.1 = i + c.len_utf8(),
+            _ => out.push((i, i + c.len_utf8(), syl)),
+        }
+    }
+    out
+}
+
+/// Words of `text`: maximal runs of Hangul, Han, letters and digits; `(byte start, byte end)`.
+fn words(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut chars = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        while let Some(&(_, c)) = chars.peek() {
+            if is_syllabic(c) || is_word_char(c) {
+                break;
+            }
+            chars.next();
+        }
+        let (start, _) = *chars.peek()?;
+        let mut end = start;
+        while let Some(&(i, c)) = chars.peek() {
+            if !(is_syllabic(c) || is_word_char(c)) {
+                break;
+            }
+            end = i + c.len_utf8();
+            chars.next();
+        }
+        Some((start, end))
+    })
+}
+
+/// Runs `emit(text, byte_from, byte_to)` for every word-analyzer token of `text`.
+pub fn word_tokens(text: &str, mut emit: impl FnMut(String, usize, usize)) {
+    for (start, end) in words(text) {
+        let word = text[start..end].to_lowercase();
+        emit(word.clone(), start, end);
+        let parts = runs(&word);
+        if let Some(&(s, e, true)) = parts.last() {
+            for stem in stems(&word[s..e]) {
+                // Mixed words keep their prefix: `h2수용체길항제` → `h2수용체길항`.
+                emit(format!("{}{stem}", &word[..s]), start, end);
+                if s > 0 {
+                    emit(stem, start, end);
+                }
+            }
+        }
+        if parts.len() > 1 {
+            for &(s, e, _) in &parts {
+                emit(word[s..e].to_owned(), start, end);
+            }
+        }
+    }
+}
+
+/// Runs `emit(text, byte_from, byte_to)` for every gram-analyzer token of `text`.
+pub fn gram_tokens(text: &str, mut emit: impl FnMut(String, usize, usize)) {
+    for (start, end) in words(text) {
+        let word = &text[start..end];
+        for (s, e, syllabic) in runs(word) {
+            let run = &word[s..e];
+            if !syllabic {
+                emit(run.to_lowercase(), start + s, start + e);
+                continue;
+            }
+            let chars: Vec<(usize, char)> = run.char_indices().collect();
+            if chars.len() == 1 {
+                emit(run.to_owned(), start + s, start + e);
+                continue;
+            }
+            for pair in chars.windows(2) {
+                let (i, a) = pair[0];
+                let (j, b) = pair[1];
+                let mut gram = String::with_capacity(a.len_utf8() + b.len_utf8());
+                gram.push(a);
+                gram.push(b);
+                emit(gram, start + s + i, start + s + j + b.len_utf8());
+            }
+        }
+    }
+}
+
+/// A token stream over precomputed tokens.
+pub struct VecTokenStream {
+    tokens: Vec<Token>,
+    index: usize,
+}
+
+impl VecTokenStream {
+    fn collect(text: &str, tokens: fn(&str, &mut dyn FnMut(String, usize, usize))) -> Self {
+        let mut out = Vec::new();
+        tokens(text, &mut |text, from, to| {
+            let position = out.len();
+            out.push(Token {
+                offset_from: from,
+                offset_to: to,
+                position,
+                text,
+                position_length: 1,
+            });
+        });
+        Self {
+            tokens: out,
+            index: 0,
+        }
+    }
+}
+
+impl TokenStream for VecTokenStream {
+    fn advance(&mut self) -> bool {
+        if self.index < self.tokens.len() {
+            self.index += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn token(&self) -> &Token {
+        &self.tokens[self.index.saturating_sub(1).min(self.tokens.len().saturating_sub(1))]
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        let i = self.index.saturating_sub(1).min(self.tokens.len().saturating_sub(1));
+        &mut self.tokens[i]
+    }
+}
+
+/// The word analyzer as a tantivy [`Tokenizer`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WordTokenizer;
+
+impl Tokenizer for WordTokenizer {
+    type TokenStream<'a> = VecTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> VecTokenStream {
+        VecTokenStream::collect(text, |t, emit| word_tokens(t, emit))
+    }
+}
+
+/// The gram analyzer as a tantivy [`Tokenizer`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GramTokenizer;
+
+impl Tokenizer for GramTokenizer {
+    type TokenStream<'a> = VecTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> VecTokenStream {
+        VecTokenStream::collect(text, |t, emit| gram_tokens(t, emit))
+    }
+}
+
+/// Registers both analyzers on `index` under [`WORD_ANALYZER`] and [`GRAM_ANALYZER`].
+pub fn register(index: &tantivy::Index) {
+    let manager = index.tokenizers();
+    manager.register(WORD_ANALYZER, TextAnalyzer::from(WordTokenizer));
+    manager.register(GRAM_ANALYZER, TextAnalyzer::from(GramTokenizer));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words_of(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        word_tokens(text, |t, _, _| out.push(t));
+        out
+    }
+
+    fn grams_of(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        gram_tokens(text, |t, _, _| out.push(t));
+        out
+    }
+
+    #[test]
+    fn particles_and_endings_strip_to_the_noun() {
+        assert!(words_of("임산부에게").contains(&"임산부".to_owned()));
+        assert!(words_of("파스를").contains(&"파스".to_owned()));
+        assert!(words_of("임산부들에게는").contains(&"임산부".to_owned()));
+        assert!(words_of("적합합니다.").contains(&"적합".to_owned()));
+        assert!(words_of("진통과 해열").contains(&"진통".to_owned()));
+        assert_eq!(stems("해열"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn compounds_and_mixed_scripts() {
+        assert!(words_of("파스형 의약품").contains(&"파스".to_owned()));
+        let mixed = words_of("GC녹십자의 H2수용체길항제");
+        for t in ["gc녹십자", "gc", "녹십자", "h2수용체길항제", "h2", "수용체길항제"] {
+            assert!(mixed.contains(&t.to_owned()), "{t} missing from {mixed:?}");
+        }
+        assert_eq!(grams_of("파스형"), ["파스", "스형"]);
+        assert_eq!(grams_of("삠"), ["삠"]);
+        assert_eq!(grams_of("코엔자임Q10"), ["코엔", "엔자", "자임", "q10"]);
+    }
+
+    #[test]
+    fn offsets_point_at_the_source() {
+        let text = "  노인에게, 파스를!";
+        gram_tokens(text, |t, from, to| assert_eq!(t, text[from..to].to_lowercase()));
+        word_tokens(text, |_, from, to| assert!(text.is_char_boundary(from) && to <= text.len()));
+    }
+
+    #[test]
+    fn token_stream_yields_every_token() {
+        let mut tok = WordTokenizer;
+        let mut stream = tok.token_stream("임산부에게 파스");
+        let mut seen = Vec::new();
+        while stream.advance() {
+            seen.push(stream.token().text.clone());
+        }
+        assert_eq!(seen, words_of("임산부에게 파스"));
+    }
+}

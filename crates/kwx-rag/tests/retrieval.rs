@@ -1,0 +1,167 @@
+//! Retrieval quality on the kwx-data test split, and the Korean cases it must get right.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use kwx_data::builder::{DatasetBuilder, Example};
+use kwx_data::dictionary::Dictionary;
+use kwx_data::split::HeldOutSplit;
+use kwx_rag::{Analyzer, Chunk, IndexBuilder, Mode, RagIndex, SearchRequest};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    korean: RagIndex,
+    plain: RagIndex,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let chunks = Chunk::from_dictionary(Dictionary::bundled(), "bundled");
+        let korean = IndexBuilder::new(dir.path().join("ko"))
+            .build(&chunks)
+            .expect("korean index");
+        let plain = IndexBuilder::new(dir.path().join("plain"))
+            .analyzer(Analyzer::TantivyDefault)
+            .build(&chunks)
+            .expect("plain index");
+        Fixture {
+            _dir: dir,
+            korean,
+            plain,
+        }
+    })
+}
+
+/// The test split as `examples/build_dataset` makes it (seed 0, 10% of terms held out,
+/// half of the keyword examples around a held-out term).
+fn test_split(n: usize) -> Vec<Example> {
+    let dictionary = Dictionary::bundled();
+    let held = HeldOutSplit::new(dictionary, 0.1, 0).expect("held-out split");
+    held.build(&DatasetBuilder::new(dictionary).seed(0), (0, 0, n), 0.5)
+        .expect("test split")
+        .test
+}
+
+/// Micro recall@k of the gold labels' dictionary entries, and how many labels were scored.
+fn recall_at(index: &RagIndex, examples: &[Example], k: usize, mode: Mode) -> (f64, usize) {
+    let (mut found, mut total) = (0usize, 0usize);
+    for e in examples {
+        if e.labels.is_empty() {
+            continue;
+        }
+        let hits = index
+            .search(&SearchRequest::new(e.text.as_str(), k).mode(mode))
+            .expect("search");
+        for label in &e.labels {
+            total += 1;
+            if hits.iter().any(|h| h.chunk.term.as_deref() == Some(label.as_str())) {
+                found += 1;
+            }
+        }
+    }
+    (found as f64 / total as f64, total)
+}
+
+#[test]
+fn lexical_recall_at_5_on_the_test_split() {
+    let examples = test_split(400);
+    let f = fixture();
+    let (korean, labels) = recall_at(&f.korean, &examples, 5, Mode::Lexical);
+    let (plain, _) = recall_at(&f.plain, &examples, 5, Mode::Lexical);
+    eprintln!("recall@5 over {labels} labels: korean analyzer {korean:.4}, tantivy default {plain:.4}");
+    assert!(labels > 500, "only {labels} labels scored");
+    assert!(korean >= 0.95, "korean-analyzer recall@5 {korean:.4} < 0.95");
+    assert!(korean > plain + 0.2, "korean {korean:.4} barely beats the default analyzer {plain:.4}");
+}
+
+fn top_terms(index: &RagIndex, text: &str, k: usize) -> Vec<String> {
+    index
+        .search(&SearchRequest::new(text, k))
+        .expect("search")
+        .into_iter()
+        .filter_map(|h| h.chunk.term)
+        .collect()
+}
+
+#[test]
+fn particles_compounds_and_aliases_find_their_entry() {
+    let f = fixture();
+    for (query, term) in [
+        ("임산부에게 적합합니다", "임산부"),
+        ("이 약은 임산부에게는 권하지 않습니다", "임산부"),
+        ("파스를 붙였다", "파스"),
+        ("파스형 제품", "파스"),
+        ("임신부도 복용할 수 있나요", "임산부"),
+        ("노인들에게 흔한 부작용", "노인"),
+        ("진통과 해열 효과", "진통"),
+        ("진통과 해열 효과", "해열"),
+    ] {
+        let top = top_terms(&f.korean, query, 3);
+        assert!(top.contains(&term.to_owned()), "{query:?}: {term} not in top 3 {top:?}");
+    }
+}
+
+#[test]
+fn the_whole_example_sentence_retrieves_all_five_terms() {
+    let f = fixture();
+    let top = top_terms(
+        &f.korean,
+        "진통과 해열 효과가 있는 파스형 의약품은 임산부와 노인에게 적합합니다.",
+        5,
+    );
+    for term in ["진통", "해열", "파스", "임산부", "노인"] {
+        assert!(top.contains(&term.to_owned()), "{term} not in {top:?}");
+    }
+}
+
+#[test]
+fn category_filter_keeps_only_that_category() {
+    let f = fixture();
+    let hits = f
+        .korean
+        .search(
+            &SearchRequest::new("진통과 해열 효과가 있는 파스형 의약품은 임산부와 노인에게", 10)
+                .categories(["population"]),
+        )
+        .expect("search");
+    assert!(!hits.is_empty());
+    assert!(hits.iter().all(|h| h.chunk.category.as_deref() == Some("population")));
+    let terms: Vec<_> = hits.iter().filter_map(|h| h.chunk.term.clone()).collect();
+    assert!(terms.contains(&"임산부".to_owned()) && terms.contains(&"노인".to_owned()), "{terms:?}");
+}
+
+#[test]
+fn queries_from_8_threads_match_sequential_results() {
+    let f = fixture();
+    let examples = test_split(160);
+    let run = |e: &Example| -> Vec<(u64, u32)> {
+        f.korean
+            .search(&SearchRequest::new(e.text.as_str(), 10))
+            .expect("search")
+            .into_iter()
+            .map(|h| (h.id, h.score.to_bits()))
+            .collect()
+    };
+    let sequential: HashMap<String, Vec<(u64, u32)>> =
+        examples.iter().map(|e| (e.id.clone(), run(e))).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let examples = &examples;
+                let sequential = &sequential;
+                s.spawn(move || {
+                    // Each thread walks the set from its own offset, twice.
+                    for i in 0..examples.len() * 2 {
+                        let e = &examples[(i + t * 17) % examples.len()];
+                        assert_eq!(run(e), sequential[&e.id], "thread {t}, {}", e.id);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("query thread panicked");
+        }
+    });
+}
