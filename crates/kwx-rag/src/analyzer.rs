@@ -18,6 +18,8 @@ use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
 
 /// The tantivy name of the word analyzer.
 pub const WORD_ANALYZER: &str = "kwx_ko_word";
+/// The tantivy name of the word analyzer's query side (adds compound-suffix stems).
+pub const WORD_QUERY_ANALYZER: &str = "kwx_ko_word_query";
 /// The tantivy name of the gram analyzer.
 pub const GRAM_ANALYZER: &str = "kwx_ko_gram";
 
@@ -52,10 +54,21 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() && !is_syllabic(c)
 }
 
+/// Middle dots that join the halves of one Korean term (`효능·효과`, `용법ㆍ용량`): kept inside a
+/// word and dropped from its tokens, so `효능·효과` and `효능효과` index alike.
+fn is_joiner(c: char) -> bool {
+    matches!(c, '\u{00B7}' | '\u{318D}' | '\u{30FB}' | '\u{2027}' | '\u{FF65}')
+}
+
 /// Stems of one Korean word, shortest last: strip one particle or ending per round (up to
 /// [`MAX_STRIPS`]), then one compound suffix from every stem. A stem keeps at least one
 /// syllable; the word itself is not included. Non-Hangul endings stop the chain.
 pub fn stems(word: &str) -> Vec<String> {
+    stems_with(word, true)
+}
+
+/// [`stems`], with or without the compound-suffix round.
+fn stems_with(word: &str, compound_suffixes: bool) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut current = word;
     for _ in 0..MAX_STRIPS {
@@ -74,7 +87,8 @@ pub fn stems(word: &str) -> Vec<String> {
         }
     }
     let mut with_suffix = Vec::new();
-    for stem in std::iter::once(word).chain(out.iter().map(String::as_str)) {
+    let bases = if compound_suffixes { out.len() + 1 } else { 0 };
+    for stem in std::iter::once(word).chain(out.iter().map(String::as_str)).take(bases) {
         for suffix in SUFFIXES {
             if stem.len() > suffix.len()
                 && stem.ends_with(suffix)
@@ -117,24 +131,46 @@ fn words(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
         let (start, _) = *chars.peek()?;
         let mut end = start;
         while let Some(&(i, c)) = chars.peek() {
-            if !(is_syllabic(c) || is_word_char(c)) {
+            if !(is_syllabic(c) || is_word_char(c) || is_joiner(c)) {
                 break;
             }
-            end = i + c.len_utf8();
+            if !is_joiner(c) {
+                end = i + c.len_utf8();
+            }
             chars.next();
         }
         Some((start, end))
     })
 }
 
-/// Runs `emit(text, byte_from, byte_to)` for every word-analyzer token of `text`.
-pub fn word_tokens(text: &str, mut emit: impl FnMut(String, usize, usize)) {
+/// Runs `emit(text, byte_from, byte_to)` for every word-analyzer token of `text` as indexed:
+/// words, particle/ending stems and script runs. Compound suffixes are stripped on the query
+/// side only ([`query_word_tokens`]): a query `파스형` should find the entry `파스`, but the entry
+/// `해열제` should not become an exact match for every sentence that says `해열`.
+pub fn word_tokens(text: &str, emit: impl FnMut(String, usize, usize)) {
+    word_tokens_with(text, false, emit);
+}
+
+/// The query side of the word analyzer: [`word_tokens`] plus compound-suffix stems.
+pub fn query_word_tokens(text: &str, emit: impl FnMut(String, usize, usize)) {
+    word_tokens_with(text, true, emit);
+}
+
+fn word_tokens_with(
+    text: &str,
+    compound_suffixes: bool,
+    mut emit: impl FnMut(String, usize, usize),
+) {
     for (start, end) in words(text) {
-        let word = text[start..end].to_lowercase();
+        let word: String = text[start..end]
+            .chars()
+            .filter(|&c| !is_joiner(c))
+            .flat_map(char::to_lowercase)
+            .collect();
         emit(word.clone(), start, end);
         let parts = runs(&word);
         if let Some(&(s, e, true)) = parts.last() {
-            for stem in stems(&word[s..e]) {
+            for stem in stems_with(&word[s..e], compound_suffixes) {
                 // Mixed words keep their prefix: `h2수용체길항제` → `h2수용체길항`.
                 emit(format!("{}{stem}", &word[..s]), start, end);
                 if s > 0 {
@@ -153,26 +189,37 @@ pub fn word_tokens(text: &str, mut emit: impl FnMut(String, usize, usize)) {
 /// Runs `emit(text, byte_from, byte_to)` for every gram-analyzer token of `text`.
 pub fn gram_tokens(text: &str, mut emit: impl FnMut(String, usize, usize)) {
     for (start, end) in words(text) {
-        let word = &text[start..end];
-        for (s, e, syllabic) in runs(word) {
-            let run = &word[s..e];
+        // Characters with their byte offsets in `text`, joiners dropped.
+        let chars: Vec<(usize, char)> = text[start..end]
+            .char_indices()
+            .filter(|&(_, c)| !is_joiner(c))
+            .map(|(i, c)| (start + i, c))
+            .collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let syllabic = is_syllabic(chars[i].1);
+            let mut j = i + 1;
+            while j < chars.len() && is_syllabic(chars[j].1) == syllabic {
+                j += 1;
+            }
+            let run = &chars[i..j];
+            let run_end = run[run.len() - 1].0 + run[run.len() - 1].1.len_utf8();
             if !syllabic {
-                emit(run.to_lowercase(), start + s, start + e);
-                continue;
+                let text: String = run.iter().flat_map(|&(_, c)| c.to_lowercase()).collect();
+                emit(text, run[0].0, run_end);
+            } else if run.len() == 1 {
+                emit(run[0].1.to_string(), run[0].0, run_end);
+            } else {
+                for pair in run.windows(2) {
+                    let (from, a) = pair[0];
+                    let (at, b) = pair[1];
+                    let mut gram = String::with_capacity(a.len_utf8() + b.len_utf8());
+                    gram.push(a);
+                    gram.push(b);
+                    emit(gram, from, at + b.len_utf8());
+                }
             }
-            let chars: Vec<(usize, char)> = run.char_indices().collect();
-            if chars.len() == 1 {
-                emit(run.to_owned(), start + s, start + e);
-                continue;
-            }
-            for pair in chars.windows(2) {
-                let (i, a) = pair[0];
-                let (j, b) = pair[1];
-                let mut gram = String::with_capacity(a.len_utf8() + b.len_utf8());
-                gram.push(a);
-                gram.push(b);
-                emit(gram, start + s + i, start + s + j + b.len_utf8());
-            }
+            i = j;
         }
     }
 }
@@ -235,6 +282,18 @@ impl Tokenizer for WordTokenizer {
     }
 }
 
+/// The query side of the word analyzer as a tantivy [`Tokenizer`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryWordTokenizer;
+
+impl Tokenizer for QueryWordTokenizer {
+    type TokenStream<'a> = VecTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> VecTokenStream {
+        VecTokenStream::collect(text, |t, emit| query_word_tokens(t, emit))
+    }
+}
+
 /// The gram analyzer as a tantivy [`Tokenizer`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GramTokenizer;
@@ -247,10 +306,12 @@ impl Tokenizer for GramTokenizer {
     }
 }
 
-/// Registers both analyzers on `index` under [`WORD_ANALYZER`] and [`GRAM_ANALYZER`].
+/// Registers the analyzers on `index` under [`WORD_ANALYZER`], [`WORD_QUERY_ANALYZER`] and
+/// [`GRAM_ANALYZER`].
 pub fn register(index: &tantivy::Index) {
     let manager = index.tokenizers();
     manager.register(WORD_ANALYZER, TextAnalyzer::from(WordTokenizer));
+    manager.register(WORD_QUERY_ANALYZER, TextAnalyzer::from(QueryWordTokenizer));
     manager.register(GRAM_ANALYZER, TextAnalyzer::from(GramTokenizer));
 }
 
@@ -282,7 +343,11 @@ mod tests {
 
     #[test]
     fn compounds_and_mixed_scripts() {
-        assert!(words_of("파스형 의약품").contains(&"파스".to_owned()));
+        let mut query = Vec::new();
+        query_word_tokens("파스형 의약품", |t, _, _| query.push(t));
+        assert!(query.contains(&"파스".to_owned()));
+        // Indexed names keep their compounds whole.
+        assert!(!words_of("해열제").contains(&"해열".to_owned()));
         let mixed = words_of("GC녹십자의 H2수용체길항제");
         for t in ["gc녹십자", "gc", "녹십자", "h2수용체길항제", "h2", "수용체길항제"] {
             assert!(mixed.contains(&t.to_owned()), "{t} missing from {mixed:?}");
@@ -290,6 +355,14 @@ mod tests {
         assert_eq!(grams_of("파스형"), ["파스", "스형"]);
         assert_eq!(grams_of("삠"), ["삠"]);
         assert_eq!(grams_of("코엔자임Q10"), ["코엔", "엔자", "자임", "q10"]);
+    }
+
+    #[test]
+    fn middle_dots_join_a_term() {
+        assert_eq!(words_of("효능·효과"), words_of("효능효과"));
+        assert_eq!(grams_of("용법ㆍ용량"), grams_of("용법용량"));
+        assert!(!words_of("효능·효과가").contains(&"효과".to_owned()));
+        assert_eq!(grams_of("·"), Vec::<String>::new());
     }
 
     #[test]

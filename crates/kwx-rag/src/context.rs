@@ -59,7 +59,9 @@ pub struct Context {
 /// Builds prompt context for input sentences from a [`RagIndex`].
 ///
 /// Entries are taken most relevant first; an entry whose term an earlier entry already
-/// defines is skipped (de-duplication by term; chunks without a term by key); an entry that
+/// defines is skipped (de-duplication by term: one definition per term, and one piece per
+/// document field about a term, so a long leaflet field split with overlap appears once;
+/// chunks without a term are told apart by key); an entry that
 /// does not fit in the remaining budget is dropped and smaller later ones may still fit. The
 /// token count of the assembled text, not a sum of per-line counts, is what must fit.
 pub struct ContextBuilder<'a> {
@@ -142,11 +144,11 @@ impl<'a> ContextBuilder<'a> {
         let mut text = String::new();
         let mut tokens = 0;
         for hit in hits {
-            let dedup_key = hit
-                .chunk
-                .term
-                .clone()
-                .map_or_else(|| format!("key:{}", hit.chunk.key), |t| format!("term:{t}"));
+            let dedup_key = match (&hit.chunk.term, &hit.chunk.field) {
+                (Some(term), None) => format!("term:{term}"),
+                (Some(term), Some(field)) => format!("term:{term}:{field}"),
+                (None, _) => format!("key:{}", hit.chunk.key),
+            };
             if !seen.insert(dedup_key) {
                 continue;
             }

@@ -30,9 +30,9 @@ use tantivy::schema::{
 };
 use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
-use crate::analyzer::{self, GRAM_ANALYZER, WORD_ANALYZER};
+use crate::analyzer::{self, GRAM_ANALYZER, WORD_ANALYZER, WORD_QUERY_ANALYZER};
 use crate::ann::AnnIndex;
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, ChunkKind};
 use crate::embed::Embedder;
 use crate::error::{RagError, Result};
 
@@ -57,13 +57,18 @@ pub enum Analyzer {
 }
 
 /// Field weights of the lexical query.
+///
+/// Two parts of a chunk are indexed: its **name** (an entry's term and aliases; a document
+/// piece's title, field name and the term it is about) and its **body** (definition or field
+/// text). Names share one field rather than one field each for terms, aliases and headings:
+/// tantivy's BM25 normalises by a field's average length over *all* documents, so a field
+/// that only some chunks have (aliases, document headings) would look long on every chunk
+/// that has it and its matches would count for almost nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Boosts {
-    /// A term matched in the chunk's dictionary term.
-    pub term: f32,
-    /// A term matched in an alias.
-    pub alias: f32,
-    /// A term matched in the definition or document text.
+    /// A query term matched in the name.
+    pub name: f32,
+    /// A query term matched in the body.
     pub body: f32,
     /// Factor on bigram matches relative to word matches (Korean analyzer only).
     pub gram: f32,
@@ -72,8 +77,7 @@ pub struct Boosts {
 impl Default for Boosts {
     fn default() -> Self {
         Self {
-            term: 4.0,
-            alias: 4.0,
+            name: 4.0,
             body: 0.5,
             gram: 0.5,
         }
@@ -595,14 +599,13 @@ struct Fields {
     id: Field,
     chunk: Field,
     category: Field,
-    /// (field, analyzer name, which part, is gram)
+    /// (field, query-side analyzer name, which part, is gram)
     text: Vec<(Field, &'static str, Part, bool)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
-    Term,
-    Alias,
+    Name,
     Body,
 }
 
@@ -620,13 +623,13 @@ impl Fields {
             )
         };
         let mut text = Vec::new();
-        let parts = [(Part::Term, "term"), (Part::Alias, "alias"), (Part::Body, "body")];
+        let parts = [(Part::Name, "name"), (Part::Body, "body")];
         match analyzer {
             Analyzer::Korean => {
                 for (part, name) in parts {
                     let w = b.add_text_field(&format!("{name}_word"), options(WORD_ANALYZER));
                     let g = b.add_text_field(&format!("{name}_gram"), options(GRAM_ANALYZER));
-                    text.push((w, WORD_ANALYZER, part, false));
+                    text.push((w, WORD_QUERY_ANALYZER, part, false));
                     text.push((g, GRAM_ANALYZER, part, true));
                 }
             }
@@ -670,17 +673,30 @@ impl Fields {
         if let Some(c) = &chunk.category {
             doc.add_text(self.category, c);
         }
-        let aliases = chunk.aliases.join(" ");
-        let mut body = chunk.text.clone();
-        for extra in chunk.field.iter().chain(chunk.metadata.get("title")) {
-            body.push('\n');
-            body.push_str(extra);
-        }
+        // An entry's name is its term and aliases. A document piece about a term (every field
+        // of a leaflet) names it next to title and field name, in a longer name, so the
+        // definition outranks the leaflet on the bare term.
+        let name: Vec<&str> = match chunk.kind {
+            ChunkKind::Entry => chunk
+                .term
+                .iter()
+                .chain(&chunk.aliases)
+                .map(String::as_str)
+                .collect(),
+            ChunkKind::Document => chunk
+                .metadata
+                .get("title")
+                .into_iter()
+                .chain(chunk.field.as_ref())
+                .chain(chunk.term.as_ref())
+                .map(String::as_str)
+                .collect(),
+        };
+        let name = name.join("\n");
         for &(field, _, part, _) in &self.text {
             let value = match part {
-                Part::Term => chunk.term.as_deref().unwrap_or(""),
-                Part::Alias => aliases.as_str(),
-                Part::Body => body.as_str(),
+                Part::Name => name.as_str(),
+                Part::Body => chunk.text.as_str(),
             };
             if !value.is_empty() {
                 doc.add_text(field, value);
@@ -1035,8 +1051,7 @@ impl RagIndex {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for &(field, analyzer, part, gram) in &self.fields.text {
             let mut boost = match part {
-                Part::Term => boosts.term,
-                Part::Alias => boosts.alias,
+                Part::Name => boosts.name,
                 Part::Body => boosts.body,
             };
             if gram {

@@ -21,23 +21,31 @@ struct Fixture {
     index: RagIndex,
 }
 
-/// The dictionary plus a leaflet chunk about 파스 that shares the term with its entry.
+/// The dictionary plus two overlapping pieces of one leaflet field about 파스.
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut chunks = Chunk::from_dictionary(Dictionary::bundled(), "bundled");
-        chunks.push(Chunk {
-            key: "doc:ketoprofen:효능효과:0".into(),
-            kind: ChunkKind::Document,
-            source: "leaflet".into(),
-            term: Some("파스".into()),
-            aliases: Vec::new(),
-            category: Some("dosage_form".into()),
-            field: Some("효능효과".into()),
-            text: "파스형 진통 소염제: 관절통, 근육통, 어깨결림의 진통과 소염에 붙여 사용한다.".into(),
-            metadata: Default::default(),
-        });
+        for (piece, text) in [
+            "파스형 진통 소염제: 관절통, 근육통, 어깨결림의 진통과 소염에 붙여 사용한다.",
+            "어깨결림의 진통과 소염에 붙여 사용한다. 파스는 하루 1~2회 붙인다.",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            chunks.push(Chunk {
+                key: format!("doc:ketoprofen:효능효과:{piece}"),
+                kind: ChunkKind::Document,
+                source: "leaflet".into(),
+                term: Some("파스".into()),
+                aliases: Vec::new(),
+                category: Some("dosage_form".into()),
+                field: Some("효능효과".into()),
+                text: text.into(),
+                metadata: Default::default(),
+            });
+        }
         let index = IndexBuilder::new(dir.path().join("idx"))
             .build(&chunks)
             .expect("index");
@@ -54,9 +62,16 @@ fn context_fits_the_budget_measured_on_the_whole_text() {
         .build(SENTENCE)
         .expect("context");
     assert!(unlimited.dropped.is_empty());
-    assert_eq!(unlimited.tokens, tok.count_tokens(&unlimited.text).expect("count"));
+    assert_eq!(
+        unlimited.tokens,
+        tok.count_tokens(&unlimited.text).expect("count")
+    );
     for term in ["진통", "해열", "파스", "임산부", "노인"] {
-        assert!(unlimited.terms.contains(&term.to_owned()), "{term} missing: {:?}", unlimited.terms);
+        assert!(
+            unlimited.terms.contains(&term.to_owned()),
+            "{term} missing: {:?}",
+            unlimited.terms
+        );
     }
     // Every budget from "nothing fits" up to "everything fits".
     for budget in (0..=unlimited.tokens + 5).step_by(7) {
@@ -64,9 +79,16 @@ fn context_fits_the_budget_measured_on_the_whole_text() {
             .candidates(10)
             .build(SENTENCE)
             .expect("context");
-        assert!(ctx.tokens <= budget, "budget {budget}: {} tokens", ctx.tokens);
+        assert!(
+            ctx.tokens <= budget,
+            "budget {budget}: {} tokens",
+            ctx.tokens
+        );
         assert_eq!(ctx.tokens, tok.count_tokens(&ctx.text).expect("count"));
-        assert_eq!(ctx.entries.len() + ctx.dropped.len(), unlimited.entries.len());
+        assert_eq!(
+            ctx.entries.len() + ctx.dropped.len(),
+            unlimited.entries.len()
+        );
         // What is kept is kept in relevance order.
         let kept: Vec<&str> = ctx.entries.iter().map(|e| e.key.as_str()).collect();
         let order: Vec<&str> = unlimited
@@ -92,16 +114,25 @@ fn one_entry_per_term_and_terms_match_entries() {
         .candidates(20)
         .build("파스형 진통 소염제를 붙이는 파스")
         .expect("context");
-    let pas: Vec<_> = ctx
+    // One definition of 파스, and one piece of the leaflet field about it.
+    let pas: Vec<Option<&str>> = ctx
         .entries
         .iter()
         .filter(|e| e.term.as_deref() == Some("파스"))
+        .map(|e| e.key.strip_prefix("dict:").map_or(Some("doc"), |_| None))
         .collect();
-    assert_eq!(pas.len(), 1, "{:?}", ctx.entries);
-    let mut terms: Vec<String> = ctx.entries.iter().filter_map(|e| e.term.clone()).collect();
-    let n = terms.len();
-    terms.dedup();
-    assert_eq!(terms.len(), n);
+    assert_eq!(pas.len(), 2, "{:?}", ctx.entries);
+    assert!(
+        pas.contains(&None) && pas.contains(&Some("doc")),
+        "{:?}",
+        ctx.entries
+    );
+    let mut terms: Vec<String> = Vec::new();
+    for t in ctx.entries.iter().filter_map(|e| e.term.clone()) {
+        if !terms.contains(&t) {
+            terms.push(t);
+        }
+    }
     assert_eq!(terms, ctx.terms);
     assert!(ctx.text.starts_with("참고 정의:\n- "));
 }
@@ -118,5 +149,9 @@ fn header_and_category_filter() {
     let mut first_two = ctx.terms[..2].to_vec();
     first_two.sort();
     assert_eq!(first_two, ["노인", "임산부"]);
-    assert!(ctx.entries.iter().all(|e| e.category.as_deref() == Some("population")));
+    assert!(
+        ctx.entries
+            .iter()
+            .all(|e| e.category.as_deref() == Some("population"))
+    );
 }

@@ -56,7 +56,10 @@ fn recall_at(index: &RagIndex, examples: &[Example], k: usize, mode: Mode) -> (f
             .expect("search");
         for label in &e.labels {
             total += 1;
-            if hits.iter().any(|h| h.chunk.term.as_deref() == Some(label.as_str())) {
+            if hits
+                .iter()
+                .any(|h| h.chunk.term.as_deref() == Some(label.as_str()))
+            {
                 found += 1;
             }
         }
@@ -70,10 +73,18 @@ fn lexical_recall_at_5_on_the_test_split() {
     let f = fixture();
     let (korean, labels) = recall_at(&f.korean, &examples, 5, Mode::Lexical);
     let (plain, _) = recall_at(&f.plain, &examples, 5, Mode::Lexical);
-    eprintln!("recall@5 over {labels} labels: korean analyzer {korean:.4}, tantivy default {plain:.4}");
+    eprintln!(
+        "recall@5 over {labels} labels: korean analyzer {korean:.4}, tantivy default {plain:.4}"
+    );
     assert!(labels > 500, "only {labels} labels scored");
-    assert!(korean >= 0.95, "korean-analyzer recall@5 {korean:.4} < 0.95");
-    assert!(korean > plain + 0.2, "korean {korean:.4} barely beats the default analyzer {plain:.4}");
+    assert!(
+        korean >= 0.95,
+        "korean-analyzer recall@5 {korean:.4} < 0.95"
+    );
+    assert!(
+        korean > plain + 0.2,
+        "korean {korean:.4} barely beats the default analyzer {plain:.4}"
+    );
 }
 
 fn top_terms(index: &RagIndex, text: &str, k: usize) -> Vec<String> {
@@ -99,7 +110,10 @@ fn particles_compounds_and_aliases_find_their_entry() {
         ("진통과 해열 효과", "해열"),
     ] {
         let top = top_terms(&f.korean, query, 3);
-        assert!(top.contains(&term.to_owned()), "{query:?}: {term} not in top 3 {top:?}");
+        assert!(
+            top.contains(&term.to_owned()),
+            "{query:?}: {term} not in top 3 {top:?}"
+        );
     }
 }
 
@@ -122,14 +136,23 @@ fn category_filter_keeps_only_that_category() {
     let hits = f
         .korean
         .search(
-            &SearchRequest::new("진통과 해열 효과가 있는 파스형 의약품은 임산부와 노인에게", 10)
-                .categories(["population"]),
+            &SearchRequest::new(
+                "진통과 해열 효과가 있는 파스형 의약품은 임산부와 노인에게",
+                10,
+            )
+            .categories(["population"]),
         )
         .expect("search");
     assert!(!hits.is_empty());
-    assert!(hits.iter().all(|h| h.chunk.category.as_deref() == Some("population")));
+    assert!(
+        hits.iter()
+            .all(|h| h.chunk.category.as_deref() == Some("population"))
+    );
     let terms: Vec<_> = hits.iter().filter_map(|h| h.chunk.term.clone()).collect();
-    assert!(terms.contains(&"임산부".to_owned()) && terms.contains(&"노인".to_owned()), "{terms:?}");
+    assert!(
+        terms.contains(&"임산부".to_owned()) && terms.contains(&"노인".to_owned()),
+        "{terms:?}"
+    );
 }
 
 #[test]
@@ -164,4 +187,46 @@ fn queries_from_8_threads_match_sequential_results() {
             h.join().expect("query thread panicked");
         }
     });
+}
+
+#[test]
+fn leaflet_fields_answer_questions_about_their_product() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut chunks = Chunk::from_dictionary(Dictionary::bundled(), "bundled");
+    let leaflets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/leaflets");
+    let options = kwx_rag::ChunkOptions::new();
+    for name in [
+        "ketoprofen_patch",
+        "acetaminophen_500mg_tablet",
+        "fusidic_acid_ointment",
+    ] {
+        let doc =
+            kwx_rag::Document::from_path(leaflets.join(format!("{name}.txt"))).expect("leaflet");
+        chunks.extend(doc.chunks(&options).expect("chunks"));
+    }
+    let index = IndexBuilder::new(dir.path().join("idx"))
+        .build(&chunks)
+        .expect("index");
+    for (query, want) in [
+        (
+            "케토프로펜 파스의 용법용량은?",
+            "doc:ketoprofen_patch:용법용량:",
+        ),
+        (
+            "아세트아미노펜정의 포장단위",
+            "doc:acetaminophen_500mg_tablet:포장단위:",
+        ),
+    ] {
+        let hits = index.search(&SearchRequest::new(query, 3)).expect("search");
+        let keys: Vec<&str> = hits.iter().map(|h| h.chunk.key.as_str()).collect();
+        assert!(
+            keys.iter().any(|k| k.starts_with(want)),
+            "{query}: {keys:?}"
+        );
+    }
+    // The dictionary definition still leads for the bare term.
+    let hits = index
+        .search(&SearchRequest::new("케토프로펜", 1))
+        .expect("search");
+    assert_eq!(hits[0].chunk.key, "dict:케토프로펜");
 }
