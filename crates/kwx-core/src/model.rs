@@ -361,8 +361,35 @@ impl Gemma {
         valid: Option<&[bool]>,
         cache: &mut KvCache,
     ) -> Result<Tensor<3>> {
+        self.forward_hidden_layers(tokens, valid, self.layers.len(), cache)
+    }
+
+    /// [`Gemma::forward_hidden`] through only the first `layers` decoder blocks, then the final
+    /// norm: cheaper hidden states for embeddings. This is the final norm of transformers'
+    /// `hidden_states[layers]` (`output_hidden_states=True`); `layers` equal to the model's count
+    /// is exactly `forward_hidden`, 0 the normed, scaled token embedding. More layers than the
+    /// model has is an [`Error::InvalidInput`].
+    ///
+    /// A storing cache only ever sees the layers run, so it must keep being used with the same
+    /// `layers`; a cache filled through another count is refused.
+    ///
+    /// # Shapes
+    /// `tokens: [batch][seq]` → `[batch, seq, hidden]`
+    pub fn forward_hidden_layers(
+        &self,
+        tokens: &[Vec<u32>],
+        valid: Option<&[bool]>,
+        layers: usize,
+        cache: &mut KvCache,
+    ) -> Result<Tensor<3>> {
         let batch = tokens.len();
         let seq = tokens.first().map_or(0, Vec::len);
+        if layers > self.layers.len() {
+            return Err(Error::InvalidInput(format!(
+                "{layers} layers requested, the model has {}",
+                self.layers.len()
+            )));
+        }
         if batch == 0 || seq == 0 {
             return Err(Error::InvalidInput("no tokens to run".into()));
         }
@@ -394,6 +421,16 @@ impl Gemma {
                 self.layers.len()
             )));
         }
+        if cache.store && !cache.is_empty() {
+            // Layers past the count that filled the cache hold nothing: continuing through
+            // them would attend to no past at all.
+            let filled = cache.layers.iter().take_while(|l| l.is_some()).count();
+            if filled != layers || cache.layers[filled..].iter().any(Option::is_some) {
+                return Err(Error::InvalidInput(format!(
+                    "cache filled through {filled} layers, this forward runs {layers}"
+                )));
+            }
+        }
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
         self.check_ids(&flat)?;
 
@@ -407,7 +444,7 @@ impl Gemma {
             &device,
         );
         let mut x = self.embed_tokens.forward(ids) * (self.config.hidden_size as f64).sqrt();
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in self.layers.iter().take(layers).enumerate() {
             x = self.layer_forward(layer, i, x, &ctx, cache);
         }
         Ok(self.norm.forward(x))
