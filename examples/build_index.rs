@@ -62,11 +62,11 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let t0 = Instant::now();
     let (dictionary, source) = match &args.dictionary {
-        Some(path) => (
-            Dictionary::from_path(path)?,
-            path.display().to_string(),
+        Some(path) => (Dictionary::from_path(path)?, path.display().to_string()),
+        None => (
+            Dictionary::bundled().clone(),
+            "bundled:pharma_ko".to_owned(),
         ),
-        None => (Dictionary::bundled().clone(), "bundled:pharma_ko".to_owned()),
     };
     let mut chunks = Chunk::from_dictionary(&dictionary, &source);
     let n_entries = chunks.len();

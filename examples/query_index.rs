@@ -86,8 +86,8 @@ fn main() -> anyhow::Result<()> {
         .categories(args.category.clone());
 
     if let Some(file) = &args.file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let pb = ProgressBar::new(lines.len() as u64);
         pb.set_style(

@@ -25,18 +25,95 @@ pub const GRAM_ANALYZER: &str = "kwx_ko_gram";
 
 /// Particles (조사), longest first within each length so the longest match strips first.
 const PARTICLES: &[&str] = &[
-    "에게서는", "으로서는", "으로써는", "에게서", "으로서", "으로써", "에서는", "에게는", "에게도",
-    "한테서", "으로는", "이라도", "이라는", "까지는", "부터는", "에서도", "에서의", "에게의", "처럼",
-    "까지", "부터", "에게", "한테", "께서", "에서", "으로", "이나", "이며", "이고", "이랑", "하고", "보다",
-    "마다", "만큼", "에는", "에도", "과는", "와는", "은", "는", "이", "가", "을", "를", "과", "와", "의",
-    "에", "도", "만", "로", "나", "랑", "들",
+    "에게서는",
+    "으로서는",
+    "으로써는",
+    "에게서",
+    "으로서",
+    "으로써",
+    "에서는",
+    "에게는",
+    "에게도",
+    "한테서",
+    "으로는",
+    "이라도",
+    "이라는",
+    "까지는",
+    "부터는",
+    "에서도",
+    "에서의",
+    "에게의",
+    "처럼",
+    "까지",
+    "부터",
+    "에게",
+    "한테",
+    "께서",
+    "에서",
+    "으로",
+    "이나",
+    "이며",
+    "이고",
+    "이랑",
+    "하고",
+    "보다",
+    "마다",
+    "만큼",
+    "에는",
+    "에도",
+    "과는",
+    "와는",
+    "은",
+    "는",
+    "이",
+    "가",
+    "을",
+    "를",
+    "과",
+    "와",
+    "의",
+    "에",
+    "도",
+    "만",
+    "로",
+    "나",
+    "랑",
+    "들",
 ];
 
 /// Predicate endings after a noun (`적합합니다` → `적합`, `사용하는` → `사용`).
 const ENDINGS: &[&str] = &[
-    "하였습니다", "되었습니다", "했습니다", "됐습니다", "합니다", "됩니다", "입니다", "하세요", "하십시오",
-    "해야", "하는", "하고", "하며", "하여", "하면", "한다", "했다", "된다", "되는", "되고", "되며", "이다",
-    "이며", "시키는", "적인", "적으로", "한", "된", "할", "함", "적",
+    "하였습니다",
+    "되었습니다",
+    "했습니다",
+    "됐습니다",
+    "합니다",
+    "됩니다",
+    "입니다",
+    "하세요",
+    "하십시오",
+    "해야",
+    "하는",
+    "하고",
+    "하며",
+    "하여",
+    "하면",
+    "한다",
+    "했다",
+    "된다",
+    "되는",
+    "되고",
+    "되며",
+    "이다",
+    "이며",
+    "시키는",
+    "적인",
+    "적으로",
+    "한",
+    "된",
+    "할",
+    "함",
+    "적",
 ];
 
 /// Compound suffixes stripped after particles (`파스형` → `파스`, `해열제` → `해열`).
@@ -57,7 +134,10 @@ fn is_word_char(c: char) -> bool {
 /// Middle dots that join the halves of one Korean term (`효능·효과`, `용법ㆍ용량`): kept inside a
 /// word and dropped from its tokens, so `효능·효과` and `효능효과` index alike.
 fn is_joiner(c: char) -> bool {
-    matches!(c, '\u{00B7}' | '\u{318D}' | '\u{30FB}' | '\u{2027}' | '\u{FF65}')
+    matches!(
+        c,
+        '\u{00B7}' | '\u{318D}' | '\u{30FB}' | '\u{2027}' | '\u{FF65}'
+    )
 }
 
 /// Stems of one Korean word, shortest last: strip one particle or ending per round (up to
@@ -88,7 +168,10 @@ fn stems_with(word: &str, compound_suffixes: bool) -> Vec<String> {
     }
     let mut with_suffix = Vec::new();
     let bases = if compound_suffixes { out.len() + 1 } else { 0 };
-    for stem in std::iter::once(word).chain(out.iter().map(String::as_str)).take(bases) {
+    for stem in std::iter::once(word)
+        .chain(out.iter().map(String::as_str))
+        .take(bases)
+    {
         for suffix in SUFFIXES {
             if stem.len() > suffix.len()
                 && stem.ends_with(suffix)
@@ -261,11 +344,17 @@ impl TokenStream for VecTokenStream {
     }
 
     fn token(&self) -> &Token {
-        &self.tokens[self.index.saturating_sub(1).min(self.tokens.len().saturating_sub(1))]
+        &self.tokens[self
+            .index
+            .saturating_sub(1)
+            .min(self.tokens.len().saturating_sub(1))]
     }
 
     fn token_mut(&mut self) -> &mut Token {
-        let i = self.index.saturating_sub(1).min(self.tokens.len().saturating_sub(1));
+        let i = self
+            .index
+            .saturating_sub(1)
+            .min(self.tokens.len().saturating_sub(1));
         &mut self.tokens[i]
     }
 }
@@ -349,7 +438,14 @@ mod tests {
         // Indexed names keep their compounds whole.
         assert!(!words_of("해열제").contains(&"해열".to_owned()));
         let mixed = words_of("GC녹십자의 H2수용체길항제");
-        for t in ["gc녹십자", "gc", "녹십자", "h2수용체길항제", "h2", "수용체길항제"] {
+        for t in [
+            "gc녹십자",
+            "gc",
+            "녹십자",
+            "h2수용체길항제",
+            "h2",
+            "수용체길항제",
+        ] {
             assert!(mixed.contains(&t.to_owned()), "{t} missing from {mixed:?}");
         }
         assert_eq!(grams_of("파스형"), ["파스", "스형"]);
@@ -368,8 +464,12 @@ mod tests {
     #[test]
     fn offsets_point_at_the_source() {
         let text = "  노인에게, 파스를!";
-        gram_tokens(text, |t, from, to| assert_eq!(t, text[from..to].to_lowercase()));
-        word_tokens(text, |_, from, to| assert!(text.is_char_boundary(from) && to <= text.len()));
+        gram_tokens(text, |t, from, to| {
+            assert_eq!(t, text[from..to].to_lowercase())
+        });
+        word_tokens(text, |_, from, to| {
+            assert!(text.is_char_boundary(from) && to <= text.len())
+        });
     }
 
     #[test]

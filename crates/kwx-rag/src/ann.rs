@@ -64,8 +64,13 @@ impl AnnIndex {
             });
         }
         let n = flat.len() / dim;
-        let graph: Graph<'static> =
-            Hnsw::new(MAX_CONNECTIONS, n.max(1), MAX_LAYERS, EF_CONSTRUCTION, DistDot);
+        let graph: Graph<'static> = Hnsw::new(
+            MAX_CONNECTIONS,
+            n.max(1),
+            MAX_LAYERS,
+            EF_CONSTRUCTION,
+            DistDot,
+        );
         let rows: Vec<(&[f32], usize)> = flat.chunks_exact(dim).zip(0..n).collect();
         graph.parallel_insert_slice(&rows);
         Ok(Self {
@@ -93,13 +98,11 @@ impl AnnIndex {
     /// Reloads the graph saved in `dir`; `dim` and `rows` are the manifest's, checked.
     pub fn load(dir: &Path, dim: usize, rows: usize) -> Result<Self> {
         let io = Box::new(HnswIo::new(dir, BASENAME));
-        let loaded = Loaded::try_new(io, |io| {
-            io.load_hnsw_with_dist::<f32, DistDot>(DistDot)
-        })
-        .map_err(|e| RagError::Corrupt {
-            path: dir.join(format!("{BASENAME}.hnsw.graph")),
-            detail: format!("reloading the HNSW graph: {e}"),
-        })?;
+        let loaded = Loaded::try_new(io, |io| io.load_hnsw_with_dist::<f32, DistDot>(DistDot))
+            .map_err(|e| RagError::Corrupt {
+                path: dir.join(format!("{BASENAME}.hnsw.graph")),
+                detail: format!("reloading the HNSW graph: {e}"),
+            })?;
         let this = Self {
             inner: Inner::Loaded(loaded),
         };

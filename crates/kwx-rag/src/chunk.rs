@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use kwx_data::{Category, Entry};
 use kwx_data::dictionary::Dictionary;
+use kwx_data::{Category, Entry};
 use serde::{Deserialize, Serialize};
 
 /// Where a chunk came from.

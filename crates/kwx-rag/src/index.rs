@@ -485,7 +485,9 @@ impl IndexBuilder {
             let old = parent.join(format!(
                 ".kwx-rag-old-{}-{}",
                 std::process::id(),
-                self.dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into())
+                self.dir
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into())
             ));
             fs::rename(&self.dir, &old).map_err(|e| RagError::io(&self.dir, e))?;
             fs::rename(&staged, &self.dir).map_err(|e| RagError::io(&self.dir, e))?;
@@ -775,11 +777,10 @@ impl RagIndex {
                     .to_owned(),
             });
         }
-        let manifest: Manifest =
-            serde_json::from_slice(&text).map_err(|e| RagError::Corrupt {
-                path: manifest_path.clone(),
-                detail: format!("manifest fields: {e}"),
-            })?;
+        let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| RagError::Corrupt {
+            path: manifest_path.clone(),
+            detail: format!("manifest fields: {e}"),
+        })?;
         verify_files(&dir, &manifest.files)?;
 
         let tantivy_dir = dir.join(TANTIVY_DIR);
@@ -1092,7 +1093,10 @@ impl RagIndex {
                 (Occur::Must, query),
                 (
                     Occur::Must,
-                    Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(filter)), 0.0)),
+                    Box::new(ConstScoreQuery::new(
+                        Box::new(BooleanQuery::new(filter)),
+                        0.0,
+                    )),
                 ),
             ]));
         }
@@ -1141,8 +1145,13 @@ impl RagIndex {
             });
         }
         normalise(&mut query, "the query")?;
-        let allowed = (!request.categories.is_empty()).then(|| self.rows.codes_of(&request.categories));
-        let keep = |row: usize| allowed.as_ref().is_none_or(|a| a.contains(&self.rows.codes[row]));
+        let allowed =
+            (!request.categories.is_empty()).then(|| self.rows.codes_of(&request.categories));
+        let keep = |row: usize| {
+            allowed
+                .as_ref()
+                .is_none_or(|a| a.contains(&self.rows.codes[row]))
+        };
         if let Some(ann) = &self.ann {
             // Over-fetch for filters; fall back to the exact scan when a filter starves it.
             let fetch = if allowed.is_some() { limit * 8 } else { limit };

@@ -14,9 +14,11 @@ pub mod gemma;
 pub mod index;
 
 pub use chunk::{Chunk, ChunkKind};
-pub use document::{ChunkOptions, DocField, Document};
 pub use context::{Context, ContextBuilder, ContextEntry, TokenCounter};
+pub use document::{ChunkOptions, DocField, Document};
 pub use embed::{CachedEmbedder, Embedder};
 pub use error::{RagError, Result};
 pub use gemma::GemmaEmbedder;
-pub use index::{Analyzer, Boosts, BuildProgress, Hit, IndexBuilder, Mode, RagIndex, SearchRequest};
+pub use index::{
+    Analyzer, Boosts, BuildProgress, Hit, IndexBuilder, Mode, RagIndex, SearchRequest,
+};

@@ -76,7 +76,9 @@ fn build_refuses_an_existing_folder_and_overwrite_replaces_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("idx");
     let all = chunks();
-    IndexBuilder::new(&path).build(&all[..100]).expect("first build");
+    IndexBuilder::new(&path)
+        .build(&all[..100])
+        .expect("first build");
     let err = IndexBuilder::new(&path).build(&all).expect_err("exists");
     assert!(matches!(err, RagError::Exists { .. }), "{err}");
     // The refused build did not touch it.
@@ -121,7 +123,11 @@ fn another_format_version_is_a_version_error() {
     let mut m = manifest(&path);
     m["format_version"] = serde_json::json!(99);
     m["written_by"] = serde_json::json!("kwx-rag 9.0.0");
-    fs::write(path.join("manifest.json"), serde_json::to_vec(&m).expect("json")).expect("write");
+    fs::write(
+        path.join("manifest.json"),
+        serde_json::to_vec(&m).expect("json"),
+    )
+    .expect("write");
     match RagIndex::open(&path) {
         Err(RagError::Version {
             found: 99,
@@ -178,7 +184,10 @@ fn corrupt_truncated_or_missing_files_are_errors_naming_the_file() {
     let copy = dir.path().join("bad-manifest");
     copy_dir(&pristine, &copy);
     fs::write(copy.join("manifest.json"), b"{\"format\": ").expect("write");
-    assert!(matches!(RagIndex::open(&copy), Err(RagError::Corrupt { .. })));
+    assert!(matches!(
+        RagIndex::open(&copy),
+        Err(RagError::Corrupt { .. })
+    ));
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -290,7 +299,10 @@ fn hnsw_agrees_with_the_exact_scan_and_survives_reopening() {
         )
         .expect("filtered");
     assert_eq!(hits.len(), 5);
-    assert!(hits.iter().all(|h| h.chunk.category.as_deref() == Some("manufacturer")));
+    assert!(
+        hits.iter()
+            .all(|h| h.chunk.category.as_deref() == Some("manufacturer"))
+    );
 }
 
 #[test]
@@ -299,8 +311,15 @@ fn bad_requests_are_config_errors() {
     let index = IndexBuilder::new(dir.path().join("idx"))
         .build(&chunks()[..20])
         .expect("build");
-    let err = index.search(&SearchRequest::new("파스", 0)).expect_err("k = 0");
+    let err = index
+        .search(&SearchRequest::new("파스", 0))
+        .expect_err("k = 0");
     assert!(matches!(err, RagError::Config { field: "k", .. }), "{err}");
     // A query with no indexable characters finds nothing, without error.
-    assert!(index.search(&SearchRequest::new("!!! ...", 5)).expect("search").is_empty());
+    assert!(
+        index
+            .search(&SearchRequest::new("!!! ...", 5))
+            .expect("search")
+            .is_empty()
+    );
 }

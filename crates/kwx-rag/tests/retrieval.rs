@@ -260,5 +260,8 @@ fn dense_and_hybrid_recall_at_5_with_the_real_gemma() {
     // default dense weight 0.05; at weight 1 (plain RRF) hybrid falls to 0.512.
     assert!(hybrid >= 0.95, "hybrid recall@5 {hybrid:.4} < 0.95");
     assert!(lexical >= 0.95, "lexical recall@5 {lexical:.4}");
-    assert!(dense >= 0.10, "dense recall@5 {dense:.4}: no better than chance-level retrieval");
+    assert!(
+        dense >= 0.10,
+        "dense recall@5 {dense:.4}: no better than chance-level retrieval"
+    );
 }
