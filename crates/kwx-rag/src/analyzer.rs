@@ -141,7 +141,7 @@ fn is_joiner(c: char) -> bool {
 }
 
 /// Stems of one Korean word, shortest last: strip one particle or ending per round (up to
-/// [`MAX_STRIPS`]), then one compound suffix from every stem. A stem keeps at least one
+/// three rounds), then one compound suffix from every stem. A stem keeps at least one
 /// syllable; the word itself is not included. Non-Hangul endings stop the chain.
 pub fn stems(word: &str) -> Vec<String> {
     stems_with(word, true)

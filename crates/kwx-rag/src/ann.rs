@@ -56,7 +56,7 @@ impl AnnIndex {
 
     /// Builds the graph over `flat` (rows of `dim` floats), inserting in parallel.
     pub fn build(flat: &[f32], dim: usize) -> Result<Self> {
-        if dim == 0 || flat.len() % dim != 0 {
+        if dim == 0 || !flat.len().is_multiple_of(dim) {
             return Err(RagError::Dimension {
                 what: "vectors for the HNSW graph".into(),
                 expected: dim,
