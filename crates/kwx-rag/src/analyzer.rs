@@ -7,14 +7,18 @@
 //! - **word** ([`WordTokenizer`]): each word (split at whitespace and punctuation) lowercased, the
 //!   stems left after stripping particles and endings one at a time (`임산부들에게` → `임산부들`
 //!   → `임산부`) and common compound suffixes (`파스형` → `파스`), and for mixed-script words each
-//!   script run (`GC녹십자` → `gc`, `녹십자`). Exact-form matches, weighted high.
+//!   script run (`GC녹십자` → `gc`, `녹십자`). Exact-form matches, weighted high. The stripping
+//!   rules live in [`kwx_data::korean`], which the evaluation shares.
 //! - **gram** ([`GramTokenizer`]): character bigrams of every Hangul/Han run (a one-syllable run
 //!   is its own unigram) and lowercased Latin/digit runs. Catches compounds and spelling variants
 //!   the stripper does not know, weighted lower.
 //!
 //! Both run the same way on documents and on queries.
 
+use kwx_data::korean::{is_joiner, particle_stems};
 use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
+
+pub use kwx_data::korean::{is_syllabic, stems};
 
 /// The tantivy name of the word analyzer.
 pub const WORD_ANALYZER: &str = "kwx_ko_word";
@@ -23,168 +27,20 @@ pub const WORD_QUERY_ANALYZER: &str = "kwx_ko_word_query";
 /// The tantivy name of the gram analyzer.
 pub const GRAM_ANALYZER: &str = "kwx_ko_gram";
 
-/// Particles (조사), longest first within each length so the longest match strips first.
-const PARTICLES: &[&str] = &[
-    "에게서는",
-    "으로서는",
-    "으로써는",
-    "에게서",
-    "으로서",
-    "으로써",
-    "에서는",
-    "에게는",
-    "에게도",
-    "한테서",
-    "으로는",
-    "이라도",
-    "이라는",
-    "까지는",
-    "부터는",
-    "에서도",
-    "에서의",
-    "에게의",
-    "처럼",
-    "까지",
-    "부터",
-    "에게",
-    "한테",
-    "께서",
-    "에서",
-    "으로",
-    "이나",
-    "이며",
-    "이고",
-    "이랑",
-    "하고",
-    "보다",
-    "마다",
-    "만큼",
-    "에는",
-    "에도",
-    "과는",
-    "와는",
-    "은",
-    "는",
-    "이",
-    "가",
-    "을",
-    "를",
-    "과",
-    "와",
-    "의",
-    "에",
-    "도",
-    "만",
-    "로",
-    "나",
-    "랑",
-    "들",
-];
-
-/// Predicate endings after a noun (`적합합니다` → `적합`, `사용하는` → `사용`).
-const ENDINGS: &[&str] = &[
-    "하였습니다",
-    "되었습니다",
-    "했습니다",
-    "됐습니다",
-    "합니다",
-    "됩니다",
-    "입니다",
-    "하세요",
-    "하십시오",
-    "해야",
-    "하는",
-    "하고",
-    "하며",
-    "하여",
-    "하면",
-    "한다",
-    "했다",
-    "된다",
-    "되는",
-    "되고",
-    "되며",
-    "이다",
-    "이며",
-    "시키는",
-    "적인",
-    "적으로",
-    "한",
-    "된",
-    "할",
-    "함",
-    "적",
-];
-
-/// Compound suffixes stripped after particles (`파스형` → `파스`, `해열제` → `해열`).
-const SUFFIXES: &[&str] = &["형", "용", "제", "류", "성", "계", "약", "군", "증"];
-
-/// The longest stem chain strip rounds (particles can stack: `임산부들에게는`).
-const MAX_STRIPS: usize = 3;
-
-/// Whether `c` is a Hangul syllable or a Han (Hanja) character: text cut into bigrams.
-pub fn is_syllabic(c: char) -> bool {
-    matches!(c, '가'..='힣' | '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}')
-}
-
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() && !is_syllabic(c)
 }
 
-/// Middle dots that join the halves of one Korean term (`효능·효과`, `용법ㆍ용량`): kept inside a
-/// word and dropped from its tokens, so `효능·효과` and `효능효과` index alike.
-fn is_joiner(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00B7}' | '\u{318D}' | '\u{30FB}' | '\u{2027}' | '\u{FF65}'
-    )
-}
-
-/// Stems of one Korean word, shortest last: strip one particle or ending per round (up to
-/// three rounds), then one compound suffix from every stem. A stem keeps at least one
-/// syllable; the word itself is not included. Non-Hangul endings stop the chain.
-pub fn stems(word: &str) -> Vec<String> {
-    stems_with(word, true)
-}
-
-/// [`stems`], with or without the compound-suffix round.
+/// [`stems`], or without the compound-suffix round the particle stems alone, sorted.
 fn stems_with(word: &str, compound_suffixes: bool) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut current = word;
-    for _ in 0..MAX_STRIPS {
-        let next = PARTICLES
-            .iter()
-            .chain(ENDINGS)
-            .filter(|p| current.len() > p.len() && current.ends_with(**p))
-            .max_by_key(|p| p.len())
-            .map(|p| &current[..current.len() - p.len()]);
-        match next {
-            Some(stem) if stem.chars().next_back().is_some_and(is_syllabic) => {
-                out.push(stem.to_owned());
-                current = stem;
-            }
-            _ => break,
-        }
+    if compound_suffixes {
+        return stems(word);
     }
-    let mut with_suffix = Vec::new();
-    let bases = if compound_suffixes { out.len() + 1 } else { 0 };
-    for stem in std::iter::once(word)
-        .chain(out.iter().map(String::as_str))
-        .take(bases)
-    {
-        for suffix in SUFFIXES {
-            if stem.len() > suffix.len()
-                && stem.ends_with(suffix)
-                && stem[..stem.len() - suffix.len()].chars().count() >= 1
-            {
-                with_suffix.push(stem[..stem.len() - suffix.len()].to_owned());
-            }
-        }
-    }
-    out.extend(with_suffix);
-    out.retain(|s| s != word);
+    let mut out: Vec<String> = particle_stems(word)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     out.sort();
-    out.dedup();
     out
 }
 
@@ -427,7 +283,6 @@ mod tests {
         assert!(words_of("임산부들에게는").contains(&"임산부".to_owned()));
         assert!(words_of("적합합니다.").contains(&"적합".to_owned()));
         assert!(words_of("진통과 해열").contains(&"진통".to_owned()));
-        assert_eq!(stems("해열"), Vec::<String>::new());
     }
 
     #[test]
