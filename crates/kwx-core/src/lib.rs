@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod generate;
 pub mod gguf;
 pub mod home;
@@ -32,6 +33,7 @@ pub mod tokenizer;
 pub use burn;
 pub use config::{Activation, AttentionType, Family, GemmaConfig, HfConfig, Rope};
 pub use error::{Error, ResizeError, Result};
+pub use extract::{DictionaryExtractor, Keyword, KeywordExtractor, Span};
 pub use generate::{GenerationConfig, GenerationOutput, Generator, StopReason};
 pub use loader::{SafetensorsSource, WeightSource};
 pub use model::{Gemma, KvCache, RmsNorm};
