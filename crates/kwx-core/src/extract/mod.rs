@@ -8,6 +8,8 @@
 //! dictionary form (`임신부` → `임산부`). It is the bar every LLM strategy must beat on terms
 //! outside the dictionary — it can never find one.
 
+pub mod parse;
+
 use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -15,6 +17,8 @@ use kwx_data::dictionary::Dictionary;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+pub use parse::{Parsed, parse_keyword_list};
 
 /// A character range of the input text, `start..end`, counted in Unicode scalar values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
