@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
-    Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
-    Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
 };
 use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
@@ -618,7 +618,7 @@ enum Part {
 impl Fields {
     fn schema(analyzer: Analyzer) -> (Schema, Self) {
         let mut b = Schema::builder();
-        let id = b.add_u64_field("id", INDEXED | STORED);
+        let id = b.add_u64_field("id", INDEXED | STORED | FAST);
         let chunk = b.add_text_field("chunk", STORED);
         let category = b.add_text_field("category", STRING);
         let options = |name: &str| {
@@ -958,9 +958,20 @@ impl RagIndex {
         request.validate()?;
         let searcher = self.reader.searcher();
         let depth = request.depth.max(request.k);
+        // Lexical hits come with their document; only dense-only hits need a lookup by id.
+        let mut known: HashMap<u64, DocAddress> = HashMap::new();
+        let mut lexical = |limit: usize| -> Result<Vec<(u64, f32)>> {
+            let hits = self.lexical_ids(&searcher, request, limit)?;
+            Ok(hits
+                .into_iter()
+                .map(|(id, s, address)| {
+                    known.insert(id, address);
+                    (id, s)
+                })
+                .collect())
+        };
         let ranked: Vec<(u64, f32, Option<usize>, Option<usize>)> = match request.mode {
-            Mode::Lexical => self
-                .lexical_ids(&searcher, request, request.k)?
+            Mode::Lexical => lexical(request.k)?
                 .into_iter()
                 .enumerate()
                 .map(|(i, (id, s))| (id, s, Some(i + 1), None))
@@ -972,12 +983,19 @@ impl RagIndex {
                 .map(|(i, (id, s))| (id, s, None, Some(i + 1)))
                 .collect(),
             Mode::Hybrid => {
-                let lexical = self.lexical_ids(&searcher, request, depth)?;
+                let lexical = lexical(depth)?;
                 let dense = self.dense_ids(request, depth)?;
                 fuse(&lexical, &dense, request)
             }
         };
-        let addresses = self.addresses(&searcher, ranked.iter().map(|r| r.0))?;
+        let mut addresses = self.addresses(
+            &searcher,
+            ranked
+                .iter()
+                .map(|r| r.0)
+                .filter(|id| !known.contains_key(id)),
+        )?;
+        addresses.extend(known);
         ranked
             .into_iter()
             .map(|(id, score, lexical_rank, dense_rank)| {
@@ -1051,7 +1069,7 @@ impl RagIndex {
         searcher: &tantivy::Searcher,
         request: &SearchRequest,
         limit: usize,
-    ) -> Result<Vec<(u64, f32)>> {
+    ) -> Result<Vec<(u64, f32, DocAddress)>> {
         let boosts = self.manifest.boosts;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for &(field, analyzer, part, gram) in &self.fields.text {
@@ -1105,14 +1123,15 @@ impl RagIndex {
             .map_err(|e| RagError::tantivy("lexical search", e))?;
         top.into_iter()
             .map(|(score, address)| {
-                let doc: TantivyDocument = searcher
-                    .doc(address)
-                    .map_err(|e| RagError::tantivy("reading a hit", e))?;
-                let id = doc
-                    .get_first(self.fields.id)
-                    .and_then(|v| v.as_u64())
+                let ids = searcher
+                    .segment_reader(address.segment_ord)
+                    .fast_fields()
+                    .u64("id")
+                    .map_err(|e| RagError::tantivy("reading the id column", e))?;
+                let id = ids
+                    .first(address.doc_id)
                     .ok_or_else(|| self.corrupt_doc("a document without id"))?;
-                Ok((id, score))
+                Ok((id, score, address))
             })
             .collect()
     }
