@@ -277,7 +277,7 @@ impl IndexBuilder {
             boosts: Boosts::default(),
             embedder: None,
             embed_batch: 32,
-            ann_threshold: 20_000,
+            ann_threshold: 200_000,
             threads: rayon::current_num_threads().clamp(1, 8),
         }
     }
@@ -318,7 +318,10 @@ impl IndexBuilder {
     }
 
     /// From how many chunks on dense search uses the approximate (HNSW) index instead of an
-    /// exact scan (default 20,000).
+    /// exact scan (default 200,000). Measured (`examples/bench_rag`, 640-dim random vectors, 2
+    /// cores): the exact scan takes 3.9 ms at 10k rows and 76 ms at 100k, while the HNSW graph
+    /// took 53 s to build at 10k (34 min at 100k) and found 0.67 (0.15) of the exact top 10, so
+    /// below a few hundred thousand rows the exact scan is both faster to build and right.
     #[must_use]
     pub fn ann_threshold(mut self, chunks: usize) -> Self {
         self.ann_threshold = chunks;
@@ -1205,10 +1208,7 @@ pub fn exact_top_k(
                 .chunks_exact(dim)
                 .enumerate()
                 .filter(|(i, _)| keep(b * BLOCK + i))
-                .map(|(i, v)| {
-                    let dot: f32 = v.iter().zip(query).map(|(a, q)| a * q).sum();
-                    ((b * BLOCK + i) as u64, dot)
-                })
+                .map(|(i, v)| ((b * BLOCK + i) as u64, dot(v, query)))
                 .collect();
             top_k(&mut local, k);
             local
@@ -1216,6 +1216,21 @@ pub fn exact_top_k(
         .collect();
     top_k(&mut best, k);
     best
+}
+
+/// Dot product with eight independent accumulators, so the compiler can keep a vector
+/// register per lane instead of one serial sum (≈2.5× on 640 dims).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a8, a_rest) = a.split_at(a.len() - a.len() % 8);
+    let (b8, b_rest) = b.split_at(a8.len().min(b.len()));
+    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 fn top_k(v: &mut Vec<(u64, f32)>, k: usize) {
