@@ -492,11 +492,20 @@ impl IndexBuilder {
                     .file_name()
                     .map_or_else(String::new, |n| n.to_string_lossy().into())
             ));
-            fs::rename(&self.dir, &old).map_err(|e| RagError::io(&self.dir, e))?;
-            fs::rename(&staged, &self.dir).map_err(|e| RagError::io(&self.dir, e))?;
+            if let Err(e) = fs::rename(&self.dir, &old) {
+                let _ = fs::remove_dir_all(&staged);
+                return Err(RagError::io(&self.dir, e));
+            }
+            if let Err(e) = fs::rename(&staged, &self.dir) {
+                // Put the old index back; the new one is dropped.
+                let _ = fs::rename(&old, &self.dir);
+                let _ = fs::remove_dir_all(&staged);
+                return Err(RagError::io(&self.dir, e));
+            }
             fs::remove_dir_all(&old).map_err(|e| RagError::io(&old, e))?;
-        } else {
-            fs::rename(&staged, &self.dir).map_err(|e| RagError::io(&self.dir, e))?;
+        } else if let Err(e) = fs::rename(&staged, &self.dir) {
+            let _ = fs::remove_dir_all(&staged);
+            return Err(RagError::io(&self.dir, e));
         }
         sync_dir(&parent)?;
         RagIndex::open(&self.dir)
