@@ -1,11 +1,13 @@
 //! `Gemma::forward_hidden_layers` on a tiny random Gemma 3: all layers is `forward_hidden`
 //! bit for bit, fewer layers differ, and bad counts or mixed caches are refused by number.
+
 #![allow(clippy::unwrap_used)] // test helpers
 
-use burn::module::Param;
-use burn::tensor::{Device, Distribution, Tensor};
+mod common;
+
+use burn::tensor::{Device, Tensor};
 use kwx_core::config::gemma3_layer_types;
-use kwx_core::{Error, Family, Gemma, GemmaConfig, KvCache, RmsNorm, Rope};
+use kwx_core::{Error, Family, Gemma, GemmaConfig, KvCache, Rope};
 
 const LAYERS: usize = 3;
 
@@ -28,22 +30,7 @@ fn tiny() -> Gemma {
     let device = Device::default();
     device.seed(21);
     let mut model = config.init(&device).unwrap();
-    // Norms away from one, so a skipped final norm cannot hide.
-    let randomise = |norm: &mut RmsNorm| {
-        let [d] = norm.weight.val().dims();
-        norm.weight = Param::from_tensor(Tensor::random(
-            [d],
-            Distribution::Uniform(0.5, 1.5),
-            &device,
-        ));
-    };
-    for layer in &mut model.layers {
-        randomise(&mut layer.input_layernorm);
-        randomise(&mut layer.post_attention_layernorm);
-        layer.pre_feedforward_layernorm.as_mut().map(randomise);
-        layer.post_feedforward_layernorm.as_mut().map(randomise);
-    }
-    randomise(&mut model.norm);
+    common::randomise_norms(&mut model, &device);
     model
 }
 

@@ -1,14 +1,15 @@
 //! Token-embedding resizing on a tiny random Gemma 3: old ids compute exactly what they did,
 //! new rows start where `RowInit` says, nothing else moves, and bad input is refused by name.
+
 #![allow(clippy::unwrap_used)] // test helpers
+
+mod common;
 
 use burn::module::{Module, Param};
 use burn::module::{Reparameterization, Reparameterizer};
 use burn::tensor::{Device, Distribution, Tensor};
 use kwx_core::config::gemma3_layer_types;
-use kwx_core::{
-    Error, Family, Gemma, GemmaConfig, ResizeError, ResizeOptions, RmsNorm, Rope, RowInit,
-};
+use kwx_core::{Error, Family, Gemma, GemmaConfig, ResizeError, ResizeOptions, Rope, RowInit};
 
 /// Vocabulary of the tiny model; odd, so padding to 8 adds rows.
 const V: usize = 61;
@@ -35,24 +36,7 @@ fn tiny(tied: bool) -> Gemma {
     let device = Device::default();
     device.seed(if tied { 11 } else { 12 });
     let mut model = config.init(&device).unwrap();
-    // Norms away from one, so a wrong row or a skipped scale cannot hide.
-    let randomise = |norm: &mut RmsNorm| {
-        let [d] = norm.weight.val().dims();
-        norm.weight = Param::from_tensor(Tensor::random(
-            [d],
-            Distribution::Uniform(0.5, 1.5),
-            &device,
-        ));
-    };
-    for layer in &mut model.layers {
-        randomise(&mut layer.input_layernorm);
-        randomise(&mut layer.post_attention_layernorm);
-        layer.pre_feedforward_layernorm.as_mut().map(randomise);
-        layer.post_feedforward_layernorm.as_mut().map(randomise);
-        layer.self_attn.q_norm.as_mut().map(randomise);
-        layer.self_attn.k_norm.as_mut().map(randomise);
-    }
-    randomise(&mut model.norm);
+    common::randomise_norms(&mut model, &device);
     model
 }
 
