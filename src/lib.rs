@@ -28,7 +28,10 @@
 //! # let _ = out; Ok(()) }
 //! ```
 
+pub mod compare;
 pub mod plot;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 pub use kwx_core as core;
 pub use kwx_data as data;

@@ -167,3 +167,106 @@ fn temp_path(path: &Path) -> PathBuf {
         .map_or_else(|| "chart.png".into(), |n| n.to_string_lossy().to_string());
     path.with_file_name(format!(".kwx-tmp-{}-{name}", std::process::id()))
 }
+
+/// One group member of a bar chart: a named value per category.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bars {
+    /// Legend text.
+    pub name: String,
+    /// One value per category, in [0, 1].
+    pub values: Vec<f64>,
+}
+
+/// Draws grouped bars (one group per category, one bar per [`Bars`]) on a 0–1 axis into a PNG
+/// at `path`, each bar labelled with its value; written atomically.
+pub fn bar_chart(
+    path: impl AsRef<Path>,
+    title: &str,
+    categories: &[String],
+    bars: &[Bars],
+) -> Result<(), PlotError> {
+    let path = path.as_ref();
+    let draw_err = |e: &dyn std::fmt::Display| PlotError::Draw {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    if categories.is_empty() || bars.is_empty() {
+        return Err(PlotError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Some(b) = bars.iter().find(|b| b.values.len() != categories.len()) {
+        return Err(draw_err(&format!(
+            "series {:?} has {} values for {} categories",
+            b.name,
+            b.values.len(),
+            categories.len()
+        )));
+    }
+    register_font();
+    let tmp = temp_path(path);
+    {
+        let width = (160 * categories.len() as u32).max(640) + 120;
+        let root = BitMapBackend::new(&tmp, (width, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(&e))?;
+        let n = categories.len() as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..n, 0.0..1.1)
+            .map_err(|e| draw_err(&e))?;
+        let labels = categories.to_vec();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(categories.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = (*x - 0.5).round();
+                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    labels.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("score")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| draw_err(&e))?;
+        let width = 0.8 / bars.len() as f64;
+        for (j, b) in bars.iter().enumerate() {
+            let color = COLORS[j % COLORS.len()];
+            let x = |i: usize| i as f64 + 0.1 + j as f64 * width;
+            chart
+                .draw_series(b.values.iter().enumerate().map(|(i, v)| {
+                    Rectangle::new([(x(i), 0.0), (x(i) + width * 0.9, v.clamp(0.0, 1.0))], color.filled())
+                }))
+                .map_err(|e| draw_err(&e))?
+                .label(&b.name)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+            chart
+                .draw_series(b.values.iter().enumerate().map(|(i, v)| {
+                    Text::new(
+                        format!("{v:.2}"),
+                        (x(i), v.clamp(0.0, 1.0) + 0.03),
+                        ("sans-serif", 11),
+                    )
+                }))
+                .map_err(|e| draw_err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| draw_err(&e))?;
+        root.present().map_err(|e| draw_err(&e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|source| PlotError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

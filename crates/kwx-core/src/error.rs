@@ -100,6 +100,9 @@ pub enum Error {
     /// Inputs that cannot be run together (empty prompt, ragged batch, …).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A [`crate::extract::ContextProvider`] failed (retrieval for a RAG prompt).
+    #[error("retrieving context for the prompt: {0}")]
+    Context(String),
     /// A generation setting is out of range.
     #[error("generation option `{option}`: {message}")]
     InvalidOption {

@@ -181,6 +181,19 @@ pub struct Generator<'a> {
     tokenizer: Option<&'a GemmaTokenizer>,
 }
 
+/// Restricts which tokens a row may produce next: grammars (a JSON array of strings), extractive
+/// output, or any rule decided on token ids. One constraint per row, owned by the caller, who
+/// reads its final state after generation.
+pub trait TokenConstraint {
+    /// Sets the logits of tokens that may not come next to `f32::NEG_INFINITY`. Stop tokens are
+    /// ordinary ids here: a constraint that must not end yet masks them too. At least one token
+    /// must stay allowed.
+    fn mask(&mut self, logits: &mut [f32]) -> Result<()>;
+
+    /// Records the token the generator chose (always one `mask` allowed).
+    fn advance(&mut self, token: u32) -> Result<()>;
+}
+
 struct RowState {
     prompt_and_output: Vec<u32>,
     output: Vec<u32>,
@@ -223,9 +236,29 @@ impl<'a> Generator<'a> {
         &self,
         prompts: &[Vec<u32>],
         config: &GenerationConfig,
+        on_token: impl FnMut(StreamEvent<'_>),
+    ) -> Result<Vec<GenerationOutput>> {
+        self.generate_batch_constrained(prompts, config, &mut [], on_token)
+    }
+
+    /// [`Self::generate_batch`] with one [`TokenConstraint`] per prompt (or none: an empty
+    /// slice). Each step masks the row's logits with its constraint before the repetition
+    /// penalty and sampling, and tells the constraint the chosen token (stop tokens included).
+    pub fn generate_batch_constrained(
+        &self,
+        prompts: &[Vec<u32>],
+        config: &GenerationConfig,
+        constraints: &mut [&mut dyn TokenConstraint],
         mut on_token: impl FnMut(StreamEvent<'_>),
     ) -> Result<Vec<GenerationOutput>> {
         config.validate()?;
+        if !constraints.is_empty() && constraints.len() != prompts.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} constraints for {} prompts: give one per prompt or none",
+                constraints.len(),
+                prompts.len()
+            )));
+        }
         if !config.stop_strings.is_empty() && self.tokenizer.is_none() {
             return Err(Error::InvalidOption {
                 option: "stop_strings",
@@ -283,7 +316,7 @@ impl<'a> Generator<'a> {
         let mut active: Vec<usize> = (0..prompts.len()).collect();
         let vocab = cfg.vocab_size;
 
-        for _step in 0..config.max_new_tokens {
+        for step in 0..config.max_new_tokens {
             let seq = hidden.dims()[1];
             let logits = self.model.project(hidden.narrow(1, seq - 1, 1));
             let logits: Vec<f32> = logits
@@ -294,12 +327,23 @@ impl<'a> Generator<'a> {
             let mut keep = Vec::with_capacity(active.len());
             for (i, &row) in active.iter().enumerate() {
                 let mut row_logits = logits[i * vocab..(i + 1) * vocab].to_vec();
+                if let Some(c) = constraints.get_mut(row) {
+                    c.mask(&mut row_logits)?;
+                    if row_logits.iter().all(|l| *l == f32::NEG_INFINITY) {
+                        return Err(Error::InvalidInput(format!(
+                            "the constraint of row {row} allowed no token at step {step}"
+                        )));
+                    }
+                }
                 let token = sample(
                     &mut row_logits,
                     &rows[row].prompt_and_output,
                     config,
                     &mut rng,
                 );
+                if let Some(c) = constraints.get_mut(row) {
+                    c.advance(token)?;
+                }
                 let state = &mut rows[row];
                 if stops.contains(&token) {
                     state.done = Some(StopReason::Token(token));

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod config;
+pub mod constrain;
 pub mod error;
 pub mod extract;
 pub mod generate;
@@ -32,9 +33,10 @@ pub mod tokenizer;
 
 pub use burn;
 pub use config::{Activation, AttentionType, Family, GemmaConfig, HfConfig, Rope};
+pub use constrain::{JsonArrayConstraint, OutputMode, TokenBytes};
 pub use error::{Error, ResizeError, Result};
 pub use extract::{DictionaryExtractor, Keyword, KeywordExtractor, Span};
-pub use generate::{GenerationConfig, GenerationOutput, Generator, StopReason};
+pub use generate::{GenerationConfig, GenerationOutput, Generator, StopReason, TokenConstraint};
 pub use loader::{SafetensorsSource, WeightSource};
 pub use model::{Gemma, KvCache, RmsNorm};
 pub use resize::{ResizeOptions, RowInit};

@@ -28,6 +28,7 @@
 pub mod adapter;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod inject;
 pub mod set;
 pub mod train;

@@ -192,3 +192,72 @@ impl<'a> ContextBuilder<'a> {
         })
     }
 }
+
+/// A [`kwx_core::extract::ContextProvider`] over a shared index: the RAG strategy's context,
+/// built per text by a [`ContextBuilder`] with the model's tokenizer and a token budget.
+#[derive(Clone)]
+pub struct RagContext {
+    index: std::sync::Arc<RagIndex>,
+    tokenizer: kwx_core::GemmaTokenizer,
+    budget: usize,
+    candidates: usize,
+    mode: Mode,
+}
+
+impl std::fmt::Debug for RagContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RagContext")
+            .field("budget", &self.budget)
+            .field("candidates", &self.candidates)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RagContext {
+    /// Context from `index` in at most `budget` tokens of `tokenizer` (8 candidates, lexical).
+    pub fn new(
+        index: std::sync::Arc<RagIndex>,
+        tokenizer: kwx_core::GemmaTokenizer,
+        budget: usize,
+    ) -> Self {
+        Self {
+            index,
+            tokenizer,
+            budget,
+            candidates: 8,
+            mode: Mode::Lexical,
+        }
+    }
+
+    /// Hits retrieved before packing.
+    #[must_use]
+    pub fn candidates(mut self, n: usize) -> Self {
+        self.candidates = n;
+        self
+    }
+
+    /// Retrieval mode.
+    #[must_use]
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The packed context for `text`.
+    pub fn build(&self, text: &str) -> Result<Context> {
+        ContextBuilder::new(&self.index, &self.tokenizer, self.budget)
+            .candidates(self.candidates)
+            .mode(self.mode)
+            .header("")
+            .build(text)
+    }
+}
+
+impl kwx_core::extract::ContextProvider for RagContext {
+    fn context(&self, text: &str) -> kwx_core::Result<String> {
+        self.build(text)
+            .map(|c| c.text)
+            .map_err(|e| kwx_core::Error::Context(e.to_string()))
+    }
+}

@@ -14,7 +14,7 @@ pub mod gemma;
 pub mod index;
 
 pub use chunk::{Chunk, ChunkKind};
-pub use context::{Context, ContextBuilder, ContextEntry, TokenCounter};
+pub use context::{Context, ContextBuilder, ContextEntry, RagContext, TokenCounter};
 pub use document::{ChunkOptions, DocField, Document};
 pub use embed::{CachedEmbedder, Embedder};
 pub use error::{RagError, Result};

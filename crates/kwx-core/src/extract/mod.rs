@@ -9,6 +9,7 @@
 //! outside the dictionary — it can never find one.
 
 pub mod parse;
+pub mod prompt;
 
 use std::collections::HashMap;
 
@@ -19,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use parse::{Parsed, parse_keyword_list};
+pub use prompt::{
+    Constrain, ContextProvider, Example, ExamplePool, PromptConfig, PromptExtractor, Trace,
+};
 
 /// A character range of the input text, `start..end`, counted in Unicode scalar values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
