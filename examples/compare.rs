@@ -43,7 +43,10 @@ struct Args {
     dictionary: Option<PathBuf>,
     /// Comma-separated subset of
     /// dictionary,zero-shot,few-shot,feedback,rag,lora,lora-tokenizer,sft.
-    #[arg(long, default_value = "dictionary,zero-shot,few-shot,feedback,rag,lora,lora-tokenizer,sft")]
+    #[arg(
+        long,
+        default_value = "dictionary,zero-shot,few-shot,feedback,rag,lora,lora-tokenizer,sft"
+    )]
     strategies: String,
     /// Output folder.
     #[arg(long, default_value = "runs/compare")]

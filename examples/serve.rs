@@ -3,6 +3,9 @@
 //! ```text
 //! cargo run --release --example serve -- --addr 127.0.0.1:8080 --max-batch 16 --max-wait-ms 5 \
 //!     --strategy dictionary [--dictionary my_terms.jsonl]
+//! # Gemma 3 270M (scripts/fetch_model.sh) prompted with similar examples, or a LoRA fine-tune:
+//! cargo run --release --example serve -- --strategy few-shot
+//! cargo run --release --example serve -- --strategy fine-tuned --adapter runs/lora/checkpoint-000240/adapter
 //!
 //! curl -s localhost:8080/health
 //! curl -s localhost:8080/extract -H 'content-type: application/json' \
@@ -22,12 +25,22 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use kwx::core::{DictionaryExtractor, KeywordExtractor};
+use kwx::core::burn::tensor::Device;
+use kwx::core::extract::{Constrain, Example, ExamplePool, PromptConfig, PromptExtractor};
+use kwx::core::{DictionaryExtractor, Gemma, KeywordExtractor, home};
+use kwx::data::builder::DatasetBuilder;
 use kwx::data::dictionary::Dictionary;
+use kwx::peft::extract::{fine_tuned, fully_tuned};
 use kwx::serve::{Batcher, ServeConfig, serve_batcher, shutdown_signal};
 
 /// The strategies `--strategy` accepts; [`build_extractor`] builds each.
-const STRATEGIES: &[&str] = &["dictionary"];
+const STRATEGIES: &[&str] = &[
+    "dictionary",
+    "zero-shot",
+    "few-shot",
+    "feedback",
+    "fine-tuned",
+];
 
 #[derive(Parser, Debug)]
 #[command(about = "Serve keyword extraction over HTTP")]
@@ -35,13 +48,32 @@ struct Args {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// The extraction strategy (one of: dictionary).
+    /// The extraction strategy: dictionary, zero-shot, few-shot, feedback, or fine-tuned (a
+    /// model trained by `finetune`: `--adapter DIR` for LoRA, or `--model` a full fine-tune).
     #[arg(long, default_value = "dictionary")]
     strategy: String,
-    /// A dictionary file (.jsonl, .toml, .tsv) for `--strategy dictionary`; default: the bundled
-    /// Korean pharmaceutical one.
+    /// A dictionary file (.jsonl, .toml, .tsv); default: the bundled Korean pharmaceutical one.
     #[arg(long)]
     dictionary: Option<PathBuf>,
+    /// Hugging Face folder or `.gguf` for the model strategies; default: the Gemma 3 270M
+    /// scripts/fetch_model.sh fetched.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A `tokenizer.json` instead of the model's own (e.g. an extended one).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// A PEFT adapter folder merged into the model (`fine-tuned`).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// The instruction the model was fine-tuned with (`fine-tuned`).
+    #[arg(long, default_value = kwx::data::builder::DEFAULT_INSTRUCTION)]
+    instruction: String,
+    /// Few-shot examples per text (few-shot, feedback), chosen from generated training texts.
+    #[arg(long, default_value_t = 3)]
+    shots: usize,
+    /// Output constraint of the model strategies: json, extractive or none.
+    #[arg(long, default_value = "json")]
+    constrain: String,
     /// The most texts per extractor call.
     #[arg(long, default_value_t = 16)]
     max_batch: usize,
@@ -61,31 +93,96 @@ struct Args {
 
 /// The one place a strategy name becomes an extractor: new strategies are new arms here.
 fn build_extractor(args: &Args) -> anyhow::Result<Arc<dyn KeywordExtractor>> {
-    match args.strategy.as_str() {
-        "dictionary" => {
-            let loaded;
-            let dictionary = match &args.dictionary {
-                Some(path) => {
-                    loaded = Dictionary::from_path(path)
-                        .with_context(|| format!("loading the dictionary {}", path.display()))?;
-                    &loaded
-                }
-                None => Dictionary::bundled(),
-            };
-            Ok(Arc::new(DictionaryExtractor::new(dictionary)?))
+    let loaded;
+    let dictionary = match &args.dictionary {
+        Some(path) => {
+            loaded = Dictionary::from_path(path)
+                .with_context(|| format!("loading the dictionary {}", path.display()))?;
+            &loaded
         }
-        other => bail!(
-            "unknown strategy `{other}`; valid strategies: {}",
-            STRATEGIES.join(", ")
-        ),
+        None => Dictionary::bundled(),
+    };
+    if args.strategy == "dictionary" {
+        return Ok(Arc::new(DictionaryExtractor::new(dictionary)?));
     }
+    if !STRATEGIES.contains(&args.strategy.as_str()) {
+        bail!(
+            "unknown strategy `{}`; valid strategies: {}",
+            args.strategy,
+            STRATEGIES.join(", ")
+        );
+    }
+    let constrain = match args.constrain.as_str() {
+        "json" => Constrain::Json,
+        "extractive" => Constrain::Extractive,
+        "none" => Constrain::None,
+        other => bail!("--constrain {other}: use json, extractive or none"),
+    };
+    let path = match &args.model {
+        Some(p) => p.clone(),
+        None => home::gemma3_270m_gguf()
+            .context("no --model given: run scripts/fetch_model.sh to fetch Gemma 3 270M")?,
+    };
+    let device = Device::default();
+    let (model, tokenizer) = Gemma::load_with_tokenizer(&path, args.tokenizer.as_deref(), &device)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let pool = || -> anyhow::Result<ExamplePool> {
+        let examples = DatasetBuilder::new(dictionary)
+            .seed(0)
+            .n(2000)
+            .build()
+            .unwrap_or_default();
+        Ok(ExamplePool::new(
+            examples
+                .into_iter()
+                .map(|e| Example {
+                    text: e.text,
+                    labels: e.labels,
+                })
+                .collect(),
+        ))
+    };
+    let prompted = |config: PromptConfig| -> anyhow::Result<PromptExtractor> {
+        Ok(PromptExtractor::new(
+            model.clone(),
+            tokenizer.clone(),
+            config.constrained(constrain),
+        )?
+        .with_dictionary(dictionary, [])?)
+    };
+    Ok(match args.strategy.as_str() {
+        "zero-shot" => Arc::new(prompted(PromptConfig::zero_shot())?),
+        "few-shot" => {
+            Arc::new(prompted(PromptConfig::few_shot(args.shots))?.with_examples(pool()?))
+        }
+        "feedback" => {
+            Arc::new(prompted(PromptConfig::feedback(args.shots, 1))?.with_examples(pool()?))
+        }
+        _ => match &args.adapter {
+            Some(dir) => Arc::new(fine_tuned(
+                "fine-tuned",
+                model,
+                dir,
+                tokenizer,
+                &args.instruction,
+                constrain,
+            )?),
+            None => Arc::new(fully_tuned(
+                "fine-tuned",
+                model,
+                tokenizer,
+                &args.instruction,
+                constrain,
+            )?),
+        },
+    })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.dictionary.is_some() && args.strategy != "dictionary" {
-        bail!("--dictionary applies to --strategy dictionary only");
+    if args.adapter.is_some() && args.strategy != "fine-tuned" {
+        bail!("--adapter applies to --strategy fine-tuned only");
     }
     let extractor = build_extractor(&args)?;
     let config = ServeConfig::default()

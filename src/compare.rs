@@ -531,7 +531,11 @@ pub fn run(
             f1: s.micro.f1,
             f1_lenient: detail.lenient.micro.f1,
             f1_macro: s.macro_.f1,
-            held_out_recall: s.held_out.as_ref().filter(|h| h.tp + h.fn_ > 0).map(|h| h.recall),
+            held_out_recall: s
+                .held_out
+                .as_ref()
+                .filter(|h| h.tp + h.fn_ > 0)
+                .map(|h| h.recall),
             seen_f1: s.seen.as_ref().map(|h: &Scores| h.f1),
             seconds_per_text: seconds / texts.len().max(1) as f64,
             train_seconds,
@@ -649,10 +653,12 @@ fn build(
 ) -> Result<Box<dyn KeywordExtractor>> {
     let held: Vec<&str> = shared.held.terms().iter().map(String::as_str).collect();
     let prompted = |base: PromptConfig| -> Result<PromptExtractor> {
-        Ok(
-            PromptExtractor::new(model.clone(), tokenizer.clone(), prompt_config(config, base))?
-                .with_dictionary(&shared.dictionary, held.iter().copied())?,
-        )
+        Ok(PromptExtractor::new(
+            model.clone(),
+            tokenizer.clone(),
+            prompt_config(config, base),
+        )?
+        .with_dictionary(&shared.dictionary, held.iter().copied())?)
     };
     let name = strategy.name();
     Ok(match strategy {
@@ -691,7 +697,13 @@ fn build(
                     let records = instruction_records(&shared.train, DEFAULT_INSTRUCTION);
                     let val = instruction_records(&shared.val, DEFAULT_INSTRUCTION);
                     train_run(
-                        config, strategy, &config.lora, model, tokenizer, &records, &val,
+                        config,
+                        strategy,
+                        &config.lora,
+                        model,
+                        tokenizer,
+                        &records,
+                        &val,
                         on_event,
                     )?
                 }
@@ -754,16 +766,16 @@ fn build(
                     let records = instruction_records(&shared.train, DEFAULT_INSTRUCTION);
                     let val = instruction_records(&shared.val, DEFAULT_INSTRUCTION);
                     let dir = train_run(
-                        config, strategy, &settings, &resized, &extended, &records, &val,
-                        on_event,
+                        config, strategy, &settings, &resized, &extended, &records, &val, on_event,
                     )?;
                     let tok_path = dir.join("tokenizer.json");
-                    extended.inner().save(&tok_path, false).map_err(|e| {
-                        CompareError::Io {
+                    extended
+                        .inner()
+                        .save(&tok_path, false)
+                        .map_err(|e| CompareError::Io {
                             path: tok_path.clone(),
                             source: std::io::Error::other(e.to_string()),
-                        }
-                    })?;
+                        })?;
                     dir
                 }
             };
@@ -783,7 +795,14 @@ fn build(
                     let records = instruction_records(&shared.train, "");
                     let val = instruction_records(&shared.val, "");
                     let weights = train_run(
-                        config, strategy, &config.sft, model, tokenizer, &records, &val, on_event,
+                        config,
+                        strategy,
+                        &config.sft,
+                        model,
+                        tokenizer,
+                        &records,
+                        &val,
+                        on_event,
                     )?;
                     train::load_full_checkpoint(model.clone(), &weights)?
                 }
@@ -820,11 +839,15 @@ fn resize_for(
     }
     let ids = rows.iter().map(|r| r.0).collect();
     let model = if extended.vocab_size() > model.config().vocab_size {
+        model.clone().resize_token_embeddings(
+            extended.vocab_size(),
+            &rows,
+            &ResizeOptions::default(),
+        )?
+    } else {
         model
             .clone()
-            .resize_token_embeddings(extended.vocab_size(), &rows, &ResizeOptions::default())?
-    } else {
-        model.clone().init_token_rows(&rows, &ResizeOptions::default())?
+            .init_token_rows(&rows, &ResizeOptions::default())?
     };
     Ok((model, ids))
 }

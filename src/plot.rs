@@ -240,11 +240,16 @@ pub fn bar_chart(
             let x = |i: usize| i as f64 + 0.1 + j as f64 * width;
             chart
                 .draw_series(b.values.iter().enumerate().map(|(i, v)| {
-                    Rectangle::new([(x(i), 0.0), (x(i) + width * 0.9, v.clamp(0.0, 1.0))], color.filled())
+                    Rectangle::new(
+                        [(x(i), 0.0), (x(i) + width * 0.9, v.clamp(0.0, 1.0))],
+                        color.filled(),
+                    )
                 }))
                 .map_err(|e| draw_err(&e))?
                 .label(&b.name)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
+                });
             chart
                 .draw_series(b.values.iter().enumerate().map(|(i, v)| {
                     Text::new(

@@ -45,8 +45,11 @@ fn tiny_model(dir: &Path) -> std::path::PathBuf {
     let mut model: Gemma = config.init(&device).unwrap();
     let randomise = |norm: &mut RmsNorm| {
         let [d] = norm.weight.val().dims();
-        norm.weight =
-            Param::from_tensor(Tensor::random([d], Distribution::Uniform(0.5, 1.5), &device));
+        norm.weight = Param::from_tensor(Tensor::random(
+            [d],
+            Distribution::Uniform(0.5, 1.5),
+            &device,
+        ));
     };
     for layer in &mut model.layers {
         randomise(&mut layer.input_layernorm);
@@ -114,8 +117,16 @@ fn every_strategy_runs_and_the_report_is_written() {
 
     let names: Vec<&str> = report.strategies.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, Strategy::ALL.map(Strategy::name));
-    for stage in ["rag:indexing", "lora:training", "lora-tokenizer:training", "sft:training"] {
-        assert!(stages.iter().any(|s| s == stage), "{stage} missing from {stages:?}");
+    for stage in [
+        "rag:indexing",
+        "lora:training",
+        "lora-tokenizer:training",
+        "sft:training",
+    ] {
+        assert!(
+            stages.iter().any(|s| s == stage),
+            "{stage} missing from {stages:?}"
+        );
     }
     assert_eq!(steps, 6, "2 steps for each of the three trained strategies");
     assert_eq!(report.texts, 4);
@@ -125,9 +136,13 @@ fn every_strategy_runs_and_the_report_is_written() {
             assert!((0.0..=1.0).contains(&v), "{}: {v}", r.name);
         }
         assert!(r.seconds_per_text > 0.0, "{}", r.name);
-        assert_eq!(r.train_seconds > 0.0, matches!(r.name.as_str(), "lora" | "lora-tokenizer" | "sft"));
-        let lines = std::fs::read_to_string(out.join("predictions").join(format!("{}.jsonl", r.name)))
-            .unwrap();
+        assert_eq!(
+            r.train_seconds > 0.0,
+            matches!(r.name.as_str(), "lora" | "lora-tokenizer" | "sft")
+        );
+        let lines =
+            std::fs::read_to_string(out.join("predictions").join(format!("{}.jsonl", r.name)))
+                .unwrap();
         assert_eq!(lines.lines().count(), 4, "{}", r.name);
     }
 
@@ -135,7 +150,11 @@ fn every_strategy_runs_and_the_report_is_written() {
     let dictionary = Dictionary::bundled();
     let held = HeldOutSplit::new(dictionary, config.held_out_fraction, config.seed).unwrap();
     let test = held
-        .build(&DatasetBuilder::new(dictionary).seed(config.seed), config.sizes, 0.5)
+        .build(
+            &DatasetBuilder::new(dictionary).seed(config.seed),
+            config.sizes,
+            0.5,
+        )
         .unwrap()
         .test;
     let test = &test[..4];
@@ -143,13 +162,23 @@ fn every_strategy_runs_and_the_report_is_written() {
         DictionaryExtractor::without(dictionary, held.terms().iter().map(String::as_str)).unwrap();
     let predicted: Vec<Vec<String>> = test
         .iter()
-        .map(|e| baseline.extract(&e.text).unwrap().into_iter().map(|k| k.text).collect())
+        .map(|e| {
+            baseline
+                .extract(&e.text)
+                .unwrap()
+                .into_iter()
+                .map(|k| k.text)
+                .collect()
+        })
         .collect();
-    let direct = Evaluator::new().dictionary(dictionary).held_out(&held).evaluate(
-        test.iter()
-            .zip(&predicted)
-            .map(|(e, p)| EvalExample::new(&e.text, &e.labels, p)),
-    );
+    let direct = Evaluator::new()
+        .dictionary(dictionary)
+        .held_out(&held)
+        .evaluate(
+            test.iter()
+                .zip(&predicted)
+                .map(|(e, p)| EvalExample::new(&e.text, &e.labels, p)),
+        );
     assert_eq!(report.strategies[0].detail, direct);
 
     // The files: JSON that reads back equal, the markdown table, a PNG, the trained weights.
@@ -158,12 +187,25 @@ fn every_strategy_runs_and_the_report_is_written() {
     assert_eq!(json, report);
     let value: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    for key in ["name", "precision", "recall", "f1", "f1_lenient", "seconds_per_text"] {
-        assert!(value["strategies"][0].get(key).is_some(), "report.json lacks {key}");
+    for key in [
+        "name",
+        "precision",
+        "recall",
+        "f1",
+        "f1_lenient",
+        "seconds_per_text",
+    ] {
+        assert!(
+            value["strategies"][0].get(key).is_some(),
+            "report.json lacks {key}"
+        );
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for name in names {
-        assert!(md.contains(&format!("| {name} |")), "report.md lacks {name}");
+        assert!(
+            md.contains(&format!("| {name} |")),
+            "report.md lacks {name}"
+        );
     }
     let png = std::fs::read(out.join("report.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
@@ -194,7 +236,11 @@ fn every_strategy_runs_and_the_report_is_written() {
     .unwrap();
     assert!(!trained, "a given adapter is not trained again");
     assert_eq!(second.strategies[0].detail, lora.detail);
-    assert_eq!(second.strategies[0].train_seconds > 0.0, true, "loading counts as setup");
+    assert_eq!(
+        second.strategies[0].train_seconds > 0.0,
+        true,
+        "loading counts as setup"
+    );
 }
 
 #[test]

@@ -77,10 +77,14 @@ fn pool() -> ExamplePool {
 }
 
 fn extractor(config: PromptConfig) -> PromptExtractor {
-    PromptExtractor::new(model(), tokenizer(), PromptConfig {
-        max_new_tokens: 12,
-        ..config
-    })
+    PromptExtractor::new(
+        model(),
+        tokenizer(),
+        PromptConfig {
+            max_new_tokens: 12,
+            ..config
+        },
+    )
     .unwrap()
 }
 
@@ -93,7 +97,9 @@ fn fine_tuned_prompt_is_the_training_prompt_token_for_token() {
     assert_eq!(ids, tokenizer().encode(&training, false).unwrap());
     // An empty instruction (SFT on text → labels) is the bare text, no blank system line.
     let x = extractor(PromptConfig::fine_tuned(""));
-    let ids = tokenizer().encode_chat(&x.messages(TEXT).unwrap(), true).unwrap();
+    let ids = tokenizer()
+        .encode_chat(&x.messages(TEXT).unwrap(), true)
+        .unwrap();
     let training = ChatFormat::Gemma.render_prompt("", TEXT);
     assert_eq!(ids, tokenizer().encode(&training, false).unwrap());
 }
@@ -107,22 +113,44 @@ fn few_shot_turns_are_the_nearest_examples_and_definitions_skip_held_out_terms()
     let m = x.messages("임산부에게 파스를 붙여도 되나요?").unwrap();
     // system (instruction + definitions), 2 × (user, model), the text.
     assert_eq!(m.len(), 6);
-    assert!(m[0].content.contains("- 증상·효능: 진통, 소염"), "{}", m[0].content);
+    assert!(
+        m[0].content.contains("- 증상·효능: 진통, 소염"),
+        "{}",
+        m[0].content
+    );
     assert_eq!(m[1].content, "문장: 파스는 임산부에게 주의가 필요합니다.");
     assert_eq!(m[2].content, r#"["파스","임산부"]"#);
     assert_eq!(m[5].content, "문장: 임산부에게 파스를 붙여도 되나요?");
 
-    let missing = extractor(PromptConfig::few_shot(2)).messages(TEXT).unwrap_err();
+    let missing = extractor(PromptConfig::few_shot(2))
+        .messages(TEXT)
+        .unwrap_err();
     assert!(
-        matches!(missing, Error::InvalidOption { option: "few_shot", .. }),
+        matches!(
+            missing,
+            Error::InvalidOption {
+                option: "few_shot",
+                ..
+            }
+        ),
         "{missing}"
     );
-    let err = PromptExtractor::new(model(), tokenizer(), PromptConfig {
-        batch_size: 0,
-        ..PromptConfig::zero_shot()
-    })
+    let err = PromptExtractor::new(
+        model(),
+        tokenizer(),
+        PromptConfig {
+            batch_size: 0,
+            ..PromptConfig::zero_shot()
+        },
+    )
     .unwrap_err();
-    assert!(matches!(err, Error::InvalidOption { option: "batch_size", .. }));
+    assert!(matches!(
+        err,
+        Error::InvalidOption {
+            option: "batch_size",
+            ..
+        }
+    ));
 }
 
 struct Fixed(String);
@@ -155,7 +183,11 @@ fn feedback_names_exactly_the_missed_dictionary_terms() {
         .unwrap()
         .with_examples(pool());
     let scan = DictionaryExtractor::new(dictionary).unwrap();
-    let texts = [TEXT, "소아와 수유부는 시럽 복용 전 상담하세요.", "연고를 바르세요."];
+    let texts = [
+        TEXT,
+        "소아와 수유부는 시럽 복용 전 상담하세요.",
+        "연고를 바르세요.",
+    ];
     let traced = x.extract_traced(&texts).unwrap();
     let mut retried = 0;
     for (text, (keywords, trace)) in texts.iter().zip(&traced) {
@@ -163,7 +195,12 @@ fn feedback_names_exactly_the_missed_dictionary_terms() {
         assert!((1..=retries + 1).contains(&n));
         assert_eq!(trace.missed.len(), n - 1, "one feedback message per retry");
         retried += n - 1;
-        let found: Vec<String> = scan.extract(text).unwrap().into_iter().map(|k| k.text).collect();
+        let found: Vec<String> = scan
+            .extract(text)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.text)
+            .collect();
         for (answer, missed) in trace.answers.iter().zip(&trace.missed) {
             assert!(answer.valid, "constrained answers are always JSON");
             let said: HashSet<String> = answer
@@ -177,8 +214,11 @@ fn feedback_names_exactly_the_missed_dictionary_terms() {
                         .map_or(i.to_string(), |e| e.term.clone())
                 })
                 .collect();
-            let expected: Vec<String> =
-                found.iter().filter(|t| !said.contains(*t)).cloned().collect();
+            let expected: Vec<String> = found
+                .iter()
+                .filter(|t| !said.contains(*t))
+                .cloned()
+                .collect();
             assert_eq!(missed, &expected);
             assert!(!missed.is_empty());
         }

@@ -535,8 +535,8 @@ impl PromptExtractor {
             let mut next = Vec::new();
             for (&i, answer) in pending.iter().zip(answers) {
                 let missed = self.missed(texts[i], &answer.items)?;
-                let retry = round < self.config.feedback_retries
-                    && (!answer.valid || !missed.is_empty());
+                let retry =
+                    round < self.config.feedback_retries && (!answer.valid || !missed.is_empty());
                 if retry {
                     let message = if answer.valid {
                         let quoted: Vec<String> = missed.iter().map(|m| format!("'{m}'")).collect();
@@ -788,7 +788,10 @@ mod tests {
             .iter()
             .map(|e| e.text.as_str())
             .collect();
-        assert_eq!(got, ["연고는 하루 두 번 바릅니다.", "연고를 상처에 바르세요."]);
+        assert_eq!(
+            got,
+            ["연고는 하루 두 번 바릅니다.", "연고를 상처에 바르세요."]
+        );
         let got = pool.nearest("파스를 어깨에 붙이세요.", 4);
         assert_eq!(got.len(), 3);
         assert!(got.iter().all(|e| e.text != "파스를 어깨에 붙이세요."));
@@ -800,19 +803,28 @@ mod tests {
         let s = spans(text, &["임산부".into(), "임신부".into()]);
         assert_eq!(s, [Span { start: 0, end: 3 }, Span { start: 5, end: 8 }]);
         let s = spans(text, &["해열".into(), "해열제".into()]);
-        assert_eq!(s, [Span { start: 10, end: 13 }, Span { start: 15, end: 17 }]);
+        assert_eq!(
+            s,
+            [Span { start: 10, end: 13 }, Span { start: 15, end: 17 }]
+        );
     }
 
     #[test]
     fn definitions_list_every_category_present() {
         let d = definitions(Dictionary::bundled(), 2);
-        assert!(d.starts_with("키워드 종류와 예:\n- 증상·효능: 진통, 해열\n"), "{d}");
+        assert!(
+            d.starts_with("키워드 종류와 예:\n- 증상·효능: 진통, 해열\n"),
+            "{d}"
+        );
         assert_eq!(d.lines().count(), 1 + Category::ALL.len());
     }
 
     #[test]
     fn json_answers_are_compact_and_unescaped() {
-        assert_eq!(json_array(&["진통".into(), "해열".into()]), r#"["진통","해열"]"#);
+        assert_eq!(
+            json_array(&["진통".into(), "해열".into()]),
+            r#"["진통","해열"]"#
+        );
         assert_eq!(json_array(&[]), "[]");
     }
 }
