@@ -11,7 +11,8 @@
 //! invalid byte; extractive mode walks a suffix automaton of the source (Blumer et al., 1985)
 //! alongside. Masks are cached per automaton state; the characters of the current string and
 //! the number of items are kept out of the cache key by recording, per token, how many
-//! characters it adds to the open string (its requirement, compared at mask time).
+//! characters it adds to the open string and how many strings it opens (its requirement,
+//! compared with what is left at mask time: both limits are monotone).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,8 +28,6 @@ use crate::tokenizer::GemmaTokenizer;
 pub struct TokenBytes {
     pieces: Vec<Option<Box<[u8]>>>,
     trie: Trie,
-    /// The most `"` bytes in one token: a token opens at most that many strings.
-    max_quotes: u32,
     json_masks: Mutex<HashMap<JsonKey, Arc<Allowed>>>,
 }
 
@@ -36,7 +35,7 @@ impl fmt::Debug for TokenBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenBytes")
             .field("tokens", &self.pieces.len())
-            .field("trie_nodes", &self.trie.byte.len())
+            .field("trie_nodes", &self.trie.nodes.len())
             .finish_non_exhaustive()
     }
 }
@@ -101,23 +100,20 @@ impl TokenBytes {
     }
 
     /// A table from explicit bytes per id (`None`: never allowed). Empty pieces are treated as
-    /// `None`: a token that writes nothing could repeat forever.
+    /// `None` (a token that writes nothing could repeat forever), and so are pieces over
+    /// 65,535 bytes.
     pub fn from_pieces(pieces: Vec<Option<Vec<u8>>>) -> Self {
         let pieces: Vec<Option<Box<[u8]>>> = pieces
             .into_iter()
-            .map(|p| p.filter(|b| !b.is_empty()).map(Vec::into_boxed_slice))
+            .map(|p| {
+                p.filter(|b| !b.is_empty() && b.len() <= usize::from(u16::MAX))
+                    .map(Vec::into_boxed_slice)
+            })
             .collect();
-        let max_quotes = pieces
-            .iter()
-            .flatten()
-            .map(|b| b.iter().filter(|&&c| c == b'"').count() as u32)
-            .max()
-            .unwrap_or(0);
         let trie = Trie::new(&pieces);
         Self {
             pieces,
             trie,
-            max_quotes,
             json_masks: Mutex::new(HashMap::new()),
         }
     }
@@ -147,7 +143,7 @@ impl TokenBytes {
         if let Some(allowed) = cached {
             return allowed;
         }
-        let allowed = Arc::new(self.walk(grammar, key.state, true));
+        let allowed = Arc::new(self.walk(grammar, key.state));
         self.json_masks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -157,43 +153,37 @@ impl TokenBytes {
     }
 
     /// Every token whose bytes keep `grammar` valid from `start`, with its requirement.
-    fn walk(&self, grammar: &Grammar, start: State, dense: bool) -> Allowed {
-        let trie = &self.trie;
-        let mut stack = vec![start; trie.max_depth + 1];
-        let mut reqs = if dense {
-            vec![NEVER; self.pieces.len()]
-        } else {
-            Vec::new()
-        };
+    fn walk(&self, grammar: &Grammar, start: State) -> Allowed {
+        let nodes = &self.trie.nodes;
+        let mut stack = vec![start; self.trie.max_depth + 1];
         let mut list = Vec::new();
         let mut i = 0;
-        while i < trie.byte.len() {
-            let depth = trie.depth[i] as usize;
-            match grammar.step(stack[depth - 1], trie.byte[i]) {
-                None => i = trie.skip[i] as usize,
+        while let Some(node) = nodes.get(i) {
+            let depth = usize::from(node.depth);
+            match grammar.step(stack[depth - 1], node.byte) {
+                None => i = node.skip as usize,
                 Some(s) => {
-                    let tokens = &trie.tokens
-                        [trie.token_start[i] as usize..trie.token_start[i + 1] as usize];
+                    let end = nodes
+                        .get(i + 1)
+                        .map_or(self.trie.tokens.len(), |n| n.tokens as usize);
+                    let tokens = &self.trie.tokens[node.tokens as usize..end];
                     if !tokens.is_empty() {
                         let req = s.requirement();
-                        for &t in tokens {
-                            if dense {
-                                reqs[t as usize] = req;
-                            } else {
-                                list.push((t, req));
-                            }
-                        }
+                        list.extend(tokens.iter().map(|&t| (t, req)));
                     }
                     stack[depth] = s;
                     i += 1;
                 }
             }
         }
-        if dense {
-            Allowed::Dense(reqs.into_boxed_slice())
-        } else {
-            Allowed::Sparse(list.into_boxed_slice())
+        if list.len() * 8 < self.pieces.len() {
+            return Allowed::Sparse(list.into_boxed_slice());
         }
+        let mut reqs = vec![NEVER; self.pieces.len()];
+        for (t, req) in list {
+            reqs[t as usize] = req;
+        }
+        Allowed::Dense(reqs.into_boxed_slice())
     }
 }
 
@@ -217,15 +207,20 @@ fn is_control_tag(content: &str) -> bool {
 /// All token byte strings in one trie, in preorder, so a walk is a linear scan that jumps over
 /// a subtree (`skip`) at its first invalid byte.
 struct Trie {
-    byte: Vec<u8>,
-    /// 1 for a first byte.
-    depth: Vec<u16>,
-    /// The first node after this node's subtree.
-    skip: Vec<u32>,
-    /// Tokens ending at node `i`: `tokens[token_start[i]..token_start[i + 1]]`.
-    token_start: Vec<u32>,
+    nodes: Vec<Node>,
+    /// Token ids by node: node `i` ends `tokens[nodes[i].tokens..nodes[i + 1].tokens]`.
     tokens: Vec<u32>,
     max_depth: usize,
+}
+
+struct Node {
+    /// The first node after this node's subtree.
+    skip: u32,
+    /// Where this node's tokens start in [`Trie::tokens`].
+    tokens: u32,
+    /// 1 for a first byte.
+    depth: u16,
+    byte: u8,
 }
 
 impl Trie {
@@ -236,43 +231,46 @@ impl Trie {
             .filter_map(|(id, p)| Some((p.as_deref()?, id as u32)))
             .collect();
         sorted.sort_unstable();
-        let mut trie = Self {
-            byte: Vec::new(),
-            depth: Vec::new(),
-            skip: Vec::new(),
-            token_start: Vec::new(),
-            tokens: Vec::new(),
-            max_depth: 0,
-        };
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut tokens = Vec::with_capacity(sorted.len());
+        let mut max_depth = 0;
         let mut prev: &[u8] = &[];
         for &(bytes, id) in &sorted {
             let common = prev.iter().zip(bytes).take_while(|(a, b)| a == b).count();
             // Sorted order puts a prefix before its extensions, so every token ending at a
             // node is pushed before the node's first child.
-            for (k, &b) in bytes.iter().enumerate().skip(common) {
-                trie.byte.push(b);
-                trie.depth.push((k + 1) as u16);
-                trie.token_start.push(trie.tokens.len() as u32);
+            for (k, &byte) in bytes.iter().enumerate().skip(common) {
+                nodes.push(Node {
+                    skip: 0,
+                    tokens: tokens.len() as u32,
+                    depth: (k + 1) as u16,
+                    byte,
+                });
             }
-            trie.tokens.push(id);
-            trie.max_depth = trie.max_depth.max(bytes.len());
+            tokens.push(id);
+            max_depth = max_depth.max(bytes.len());
             prev = bytes;
         }
-        trie.token_start.push(trie.tokens.len() as u32);
-        let n = trie.byte.len();
-        trie.skip = vec![n as u32; n];
+        let n = nodes.len() as u32;
         let mut open: Vec<usize> = Vec::new();
-        for i in 0..n {
+        for i in 0..nodes.len() {
             while let Some(&j) = open.last() {
-                if trie.depth[j] < trie.depth[i] {
+                if nodes[j].depth < nodes[i].depth {
                     break;
                 }
-                trie.skip[j] = i as u32;
+                nodes[j].skip = i as u32;
                 open.pop();
             }
             open.push(i);
         }
-        trie
+        for j in open {
+            nodes[j].skip = n;
+        }
+        Self {
+            nodes,
+            tokens,
+            max_depth,
+        }
     }
 }
 
@@ -289,15 +287,22 @@ pub enum OutputMode {
 }
 
 /// A requirement no state satisfies.
-const NEVER: u16 = u16::MAX;
+const NEVER: u32 = u32::MAX;
 
-/// Allowed tokens of one automaton state, each with the characters it adds to the string open
-/// in that state (allowed at mask time iff that fits the string's remaining room).
+/// Allowed tokens of one automaton state, each with its requirement: the characters it adds to
+/// the string open in that state (low 16 bits) and the strings it opens, counting one after a
+/// trailing comma (high 16 bits). At mask time a token is allowed iff both fit what is left.
 enum Allowed {
     /// Requirement per token id, [`NEVER`] for disallowed ones.
-    Dense(Box<[u16]>),
+    Dense(Box<[u32]>),
     /// Allowed tokens and their requirements.
-    Sparse(Box<[(u32, u16)]>),
+    Sparse(Box<[(u32, u32)]>),
+}
+
+impl Allowed {
+    fn fits(req: u32, chars_left: u16, items_left: u16) -> bool {
+        (req & 0xFFFF) <= u32::from(chars_left) && (req >> 16) <= u32::from(items_left)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -316,20 +321,63 @@ enum Phase {
     Done,
 }
 
-/// Position inside a string, as a UTF-8 DFA plus the escape state.
+/// Position inside a string: a UTF-8 DFA (the Unicode standard's table 3-7: no overlong
+/// forms, no surrogates, nothing above U+10FFFF) plus the escape state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Utf8 {
     /// At a character boundary.
     Boundary,
     /// After `\`.
     Escape,
-    /// `left` continuation bytes to go, the next one in `lo..=hi`.
-    Cont { left: u8, lo: u8, hi: u8 },
+    /// 1 continuation byte to go, in `80..=BF`.
+    Tail1,
+    /// 2 to go, the next in `80..=BF`.
+    Tail2,
+    /// 3 to go, the next in `80..=BF`.
+    Tail3,
+    /// After `E0`: 2 to go, the next in `A0..=BF`.
+    E0,
+    /// After `ED`: 2 to go, the next in `80..=9F`.
+    Ed,
+    /// After `F0`: 3 to go, the next in `90..=BF`.
+    F0,
+    /// After `F4`: 3 to go, the next in `80..=8F`.
+    F4,
+}
+
+impl Utf8 {
+    /// The state after a lead byte, `None` for a byte that cannot start a multi-byte character.
+    fn lead(b: u8) -> Option<Self> {
+        Some(match b {
+            0xC2..=0xDF => Self::Tail1,
+            0xE0 => Self::E0,
+            0xE1..=0xEC | 0xEE..=0xEF => Self::Tail2,
+            0xED => Self::Ed,
+            0xF0 => Self::F0,
+            0xF1..=0xF3 => Self::Tail3,
+            0xF4 => Self::F4,
+            _ => return None,
+        })
+    }
+
+    /// The range of the next continuation byte and the state after it.
+    fn tail(self) -> Option<(u8, u8, Self)> {
+        Some(match self {
+            Self::Tail1 => (0x80, 0xBF, Self::Boundary),
+            Self::Tail2 => (0x80, 0xBF, Self::Tail1),
+            Self::Tail3 => (0x80, 0xBF, Self::Tail2),
+            Self::E0 => (0xA0, 0xBF, Self::Tail1),
+            Self::Ed => (0x80, 0x9F, Self::Tail1),
+            Self::F0 => (0x90, 0xBF, Self::Tail2),
+            Self::F4 => (0x80, 0x8F, Self::Tail2),
+            Self::Boundary | Self::Escape => return None,
+        })
+    }
 }
 
 /// The automaton state. In a walk of the trie, `base` marks a string that was already open when
 /// the walk began: its `chars` count from the walk's start, and `req` keeps what the walk added
-/// to it once it closes.
+/// to it once it closes. Kept to 16 bytes: the walk copies one per trie node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct State {
     phase: Phase,
@@ -341,14 +389,14 @@ struct State {
     base: bool,
     chars: u16,
     req: u16,
-    /// Strings that may still be opened.
-    items_left: u32,
+    /// Strings that may still be opened ([`UNLIMITED`] when there is no limit).
+    items_left: u16,
     /// Suffix-automaton state (extractive mode).
     sam: u32,
 }
 
 impl State {
-    fn start(items_left: u32) -> Self {
+    fn start(items_left: u16) -> Self {
         Self {
             phase: Phase::Start,
             ws: 0,
@@ -362,23 +410,30 @@ impl State {
         }
     }
 
-    /// The characters a walk added to the string open at its start.
-    fn requirement(&self) -> u16 {
-        if self.base { self.chars } else { self.req }
+    /// What a walk from [`Self::key`] needs to end here (see [`Allowed`]).
+    fn requirement(&self) -> u32 {
+        let chars = if self.base { self.chars } else { self.req };
+        let items = UNLIMITED - self.items_left + u16::from(self.phase == Phase::AfterComma);
+        u32::from(chars) | u32::from(items) << 16
     }
 
-    /// The state a cached walk starts from: the counters become relative, and `items_left`
-    /// is capped where no token could tell the difference.
-    fn key(&self, items_cap: u32) -> Self {
+    /// The state a cached walk starts from: the counters become relative (no token opens
+    /// anywhere near [`UNLIMITED`] strings).
+    fn key(&self) -> Self {
         Self {
             base: self.phase == Phase::Str,
             chars: 0,
             req: 0,
-            items_left: self.items_left.min(items_cap),
+            items_left: UNLIMITED,
             ..*self
         }
     }
 }
+
+const _: () = assert!(std::mem::size_of::<State>() == 16);
+
+/// `items_left` without a limit (reset after every token, so it never runs out).
+const UNLIMITED: u16 = u16::MAX;
 
 /// Cache key of a [`OutputMode::Json`] mask, shared by all constraints over one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -402,21 +457,6 @@ fn unescape(b: u8) -> Option<u8> {
     ESCAPES.iter().find(|(w, _)| *w == b).map(|(_, u)| *u)
 }
 
-/// A lead byte's continuation count and the range of the byte after it (no overlong forms, no
-/// surrogates, nothing above U+10FFFF), after the Unicode standard's table 3-7.
-fn lead(b: u8) -> Option<(u8, u8, u8)> {
-    Some(match b {
-        0xC2..=0xDF => (1, 0x80, 0xBF),
-        0xE0 => (2, 0xA0, 0xBF),
-        0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
-        0xED => (2, 0x80, 0x9F),
-        0xF0 => (3, 0x90, 0xBF),
-        0xF1..=0xF3 => (3, 0x80, 0xBF),
-        0xF4 => (3, 0x80, 0x8F),
-        _ => return None,
-    })
-}
-
 /// The byte automaton and its options.
 #[derive(Debug, Clone)]
 struct Grammar {
@@ -429,6 +469,7 @@ struct Grammar {
 }
 
 impl Grammar {
+    #[inline(always)]
     fn step(&self, mut s: State, b: u8) -> Option<State> {
         if s.phase == Phase::Str {
             return self.string_byte(s, b);
@@ -461,28 +502,13 @@ impl Grammar {
         Some(s)
     }
 
+    #[inline(always)]
     fn string_byte(&self, mut s: State, b: u8) -> Option<State> {
         match s.utf8 {
             Utf8::Escape => {
                 s.sam = self.sam_step(s.sam, unescape(b)?)?;
                 s.utf8 = Utf8::Boundary;
                 s.nonempty = true;
-            }
-            Utf8::Cont { left, lo, hi } => {
-                if !(lo..=hi).contains(&b) {
-                    return None;
-                }
-                s.sam = self.sam_step(s.sam, b)?;
-                if left == 1 {
-                    s.utf8 = Utf8::Boundary;
-                    s.nonempty = true;
-                } else {
-                    s.utf8 = Utf8::Cont {
-                        left: left - 1,
-                        lo: 0x80,
-                        hi: 0xBF,
-                    };
-                }
             }
             Utf8::Boundary => match b {
                 b'"' => {
@@ -512,22 +538,32 @@ impl Grammar {
                     s.nonempty = true;
                 }
                 _ => {
-                    let (left, lo, hi) = lead(b)?;
+                    s.utf8 = Utf8::lead(b)?;
                     s = self.count(s)?;
                     s.sam = self.sam_step(s.sam, b)?;
-                    s.utf8 = Utf8::Cont { left, lo, hi };
                 }
             },
+            tail => {
+                let (lo, hi, next) = tail.tail()?;
+                if !(lo..=hi).contains(&b) {
+                    return None;
+                }
+                s.sam = self.sam_step(s.sam, b)?;
+                s.utf8 = next;
+                s.nonempty |= next == Utf8::Boundary;
+            }
         }
         Some(s)
     }
 
     /// Counts a new character (at its first byte), refusing one past `max_chars`.
+    #[inline(always)]
     fn count(&self, mut s: State) -> Option<State> {
         s.chars += 1;
         (s.chars <= self.max_chars).then_some(s)
     }
 
+    #[inline(always)]
     fn sam_step(&self, state: u32, b: u8) -> Option<u32> {
         match &self.sam {
             Some(sam) => sam.next(state, b),
@@ -715,7 +751,7 @@ impl JsonArrayConstraint {
                 sam,
             },
             end_ids: end_ids.to_vec(),
-            state: State::start(u32::MAX),
+            state: State::start(UNLIMITED),
             ended: false,
             emitted: Vec::new(),
             open_at: 0,
@@ -728,10 +764,10 @@ impl JsonArrayConstraint {
         }
     }
 
-    /// At most `n` strings (0: only `[]`).
+    /// At most `n` strings (0: only `[]`; 65,535 or more: no limit).
     #[must_use]
     pub fn max_items(mut self, n: usize) -> Self {
-        self.state.items_left = u32::try_from(n).unwrap_or(u32::MAX);
+        self.state.items_left = u16::try_from(n).unwrap_or(UNLIMITED);
         self
     }
 
@@ -739,7 +775,7 @@ impl JsonArrayConstraint {
     /// long can only close.
     #[must_use]
     pub fn max_item_chars(mut self, n: usize) -> Self {
-        self.grammar.max_chars = n.clamp(1, usize::from(NEVER - 1)) as u16;
+        self.grammar.max_chars = n.clamp(1, usize::from(u16::MAX - 1)) as u16;
         self
     }
 
@@ -815,7 +851,7 @@ impl JsonArrayConstraint {
     }
 
     fn allowed(&mut self) -> Arc<Allowed> {
-        let key = self.state.key(self.table.max_quotes + 1);
+        let key = self.state.key();
         if self.grammar.sam.is_none() {
             let key = JsonKey {
                 state: key,
@@ -827,7 +863,7 @@ impl JsonArrayConstraint {
         if let Some(allowed) = self.local.get(&key) {
             return allowed.clone();
         }
-        let allowed = Arc::new(self.table.walk(&self.grammar, key, false));
+        let allowed = Arc::new(self.table.walk(&self.grammar, key));
         self.local.insert(key, allowed.clone());
         allowed
     }
@@ -906,15 +942,16 @@ impl TokenConstraint for JsonArrayConstraint {
             }
             return Ok(());
         }
-        let room = if self.state.phase == Phase::Str {
+        let chars_left = if self.state.phase == Phase::Str {
             self.grammar.max_chars - self.state.chars
         } else {
             self.grammar.max_chars
         };
+        let items_left = self.state.items_left;
         match &*self.allowed() {
             Allowed::Dense(reqs) => {
                 for (l, &r) in logits.iter_mut().zip(reqs.iter()) {
-                    if r > room {
+                    if !Allowed::fits(r, chars_left, items_left) {
                         *l = f32::NEG_INFINITY;
                     }
                 }
@@ -925,7 +962,7 @@ impl TokenConstraint for JsonArrayConstraint {
             Allowed::Sparse(list) => {
                 let keep: Vec<(usize, f32)> = list
                     .iter()
-                    .filter(|&&(_, r)| r <= room)
+                    .filter(|&&(_, r)| Allowed::fits(r, chars_left, items_left))
                     .filter_map(|&(t, _)| logits.get(t as usize).map(|&l| (t as usize, l)))
                     .collect();
                 logits.fill(f32::NEG_INFINITY);
@@ -950,9 +987,13 @@ impl TokenConstraint for JsonArrayConstraint {
             self.ended = true;
             return Ok(());
         }
+        let unlimited = self.state.items_left == UNLIMITED;
         let table = self.table.clone();
         for &b in table.get(token).unwrap_or_default() {
             self.push_byte(b).ok_or_else(|| self.refuse(token))?;
+        }
+        if unlimited {
+            self.state.items_left = UNLIMITED;
         }
         Ok(())
     }
@@ -961,6 +1002,13 @@ impl TokenConstraint for JsonArrayConstraint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<TokenBytes>();
+        send_sync::<JsonArrayConstraint>();
+    }
 
     #[test]
     fn suffix_automaton_accepts_exactly_the_substrings() {
@@ -998,7 +1046,6 @@ mod tests {
         .chain([None, Some(vec![0xED]), Some(vec![0x95]), Some(vec![0x9C])])
         .collect();
         let table = Arc::new(TokenBytes::from_pieces(pieces));
-        assert_eq!(table.max_quotes, 2);
         let mut lcg = 12345u64;
         for walk in 0..200 {
             let mode = if walk % 2 == 0 {

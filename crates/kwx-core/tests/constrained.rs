@@ -203,10 +203,10 @@ fn token_bytes_equal_what_the_tokenizer_decodes() {
 
 #[test]
 fn added_domain_tokens_have_their_decoded_bytes() {
-    let tok = tokenizer();
     // A renamed <unused5> (what kwx-tokenizer's `extend` does to reuse ids), and tokens added
-    // through the API, one of them normalized (`▁` inside, a space once decoded).
-    let json = tok.inner().to_string(false).unwrap();
+    // through the API, one of them normalized (kept as `소염▁진통`, a space once decoded).
+    let path = kwx_core::home::gemma3_270m_tokenizer().unwrap();
+    let json = std::fs::read_to_string(path).unwrap();
     assert_eq!(json.matches("\"<unused5>\"").count(), 2);
     let mut inner = Tokenizer::from_bytes(json.replace("\"<unused5>\"", "\"파스\"")).unwrap();
     inner
@@ -496,8 +496,8 @@ fn random_walks_over_the_real_vocabulary_stay_valid() {
         (lcg >> 33) as usize % n
     };
     let closers = [id("\"]"), id("]")];
-    let mut completed = 0;
-    let mut checked = 0;
+    let byte_ids: Vec<u32> = (0..=255).map(byte).collect();
+    let (mut completed, mut checked, mut bytes_written) = (0, 0, 0);
     for walk in 0..24 {
         let source = TEXTS[walk % TEXTS.len()];
         let extractive = walk % 2 == 1;
@@ -523,9 +523,16 @@ fn random_walks_over_the_real_vocabulary_stay_valid() {
                     assert_eq!(logits[t as usize].is_finite(), c.allows(t), "{t} {c:?}");
                 }
             }
-            // Close now and then: among hundreds of thousands of tokens, `]` is rarely drawn.
-            let t = match closers.iter().find(|t| ids.contains(t)) {
+            // Close now and then, and write byte-fallback tokens often: among 262k tokens
+            // a uniform draw rarely picks `]` or one of the 256 byte pieces.
+            let open = |t: &&u32| logits[**t as usize].is_finite();
+            let bytes: Vec<u32> = byte_ids.iter().filter(open).copied().collect();
+            let t = match closers.iter().find(open) {
                 Some(&t) if step >= 8 && next(4) == 0 => t,
+                _ if !bytes.is_empty() && next(3) == 0 => {
+                    bytes_written += 1;
+                    bytes[next(bytes.len())]
+                }
                 _ => ids[next(ids.len())],
             };
             c.advance(t).unwrap();
@@ -536,62 +543,74 @@ fn random_walks_over_the_real_vocabulary_stay_valid() {
             }
         }
     }
-    assert!(completed >= 6, "{completed} walks closed their array");
-    assert!(checked >= 8);
+    assert!(completed >= 12, "{completed} walks closed their array");
+    assert!(
+        checked >= 8 && bytes_written >= 40,
+        "{checked} {bytes_written}"
+    );
 }
 
 #[test]
 fn random_generation_always_parses() {
+    // Sampling at temperature 1 from a random model: outputs wander over the vocabulary. Short
+    // budgets stop mid-array (mid-string, mid-character); long ones, with few short items,
+    // close it. Each run costs a full sort of 262k logits per token in the test profile, so
+    // the count is kept small; the random walks above explore far more.
     let model = model();
     let tok = tokenizer();
     let generator = Generator::new(model).with_tokenizer(tok);
-    let mut complete = 0;
-    let mut items = 0;
+    let (mut complete, mut items) = (0, 0);
     for (k, text) in TEXTS.iter().enumerate() {
         let prompt = prompt(text);
-        for (budget, seed) in [(3, k), (5, k + 10), (8, k + 20), (24, k + 30), (40, k + 40)] {
-            for extractive in [false, true] {
-                let mode = if extractive {
-                    OutputMode::Extractive {
-                        source: text.to_string(),
-                    }
-                } else {
-                    OutputMode::Json
-                };
-                let mut c = JsonArrayConstraint::new(table(), mode, &ENDS).max_item_chars(12);
-                let config = GenerationConfig::greedy(budget)
-                    .with_temperature(1.0)
-                    .with_seed(seed as u64)
-                    .with_stop_token(END_OF_TURN);
-                let out = generator
-                    .generate_batch_constrained(
-                        std::slice::from_ref(&prompt),
-                        &config,
-                        &mut [&mut c as &mut dyn TokenConstraint],
-                        |_| {},
-                    )
-                    .unwrap()
-                    .pop()
-                    .unwrap();
-                check_output(&c, extractive.then_some(*text), 12);
-                let decoded = tok.decode_raw(&out.tokens).unwrap();
-                if !decoded.ends_with('\u{FFFD}') {
-                    assert_eq!(decoded.as_bytes(), c.bytes(), "the constraint saw the text");
+        for (run, (budget, extractive)) in [(3, false), (5, true), (14, k % 2 == 1)]
+            .into_iter()
+            .enumerate()
+        {
+            let mode = if extractive {
+                OutputMode::Extractive {
+                    source: text.to_string(),
                 }
-                if c.is_complete() {
-                    complete += 1;
-                    assert_eq!(parses(out.text.as_deref().unwrap()), c.strings());
-                    assert!(
-                        matches!(out.stop, StopReason::Token(t) if ENDS.contains(&t))
-                            || out.tokens.len() == budget
-                    );
-                }
-                items += c.strings().len();
+            } else {
+                OutputMode::Json
+            };
+            let (max_items, max_chars) = if budget > 8 { (2, 5) } else { (4, 12) };
+            let mut c = JsonArrayConstraint::new(table(), mode, &ENDS)
+                .max_items(max_items)
+                .max_item_chars(max_chars);
+            let config = GenerationConfig::greedy(budget)
+                .with_temperature(1.0)
+                .with_seed((10 * k + run) as u64)
+                .with_stop_token(END_OF_TURN);
+            let out = generator
+                .generate_batch_constrained(
+                    std::slice::from_ref(&prompt),
+                    &config,
+                    &mut [&mut c as &mut dyn TokenConstraint],
+                    |_| {},
+                )
+                .unwrap()
+                .pop()
+                .unwrap();
+            check_output(&c, extractive.then_some(*text), max_chars);
+            assert!(c.strings().len() <= max_items);
+            let decoded = tok.decode_raw(&out.tokens).unwrap();
+            if !decoded.ends_with('\u{FFFD}') {
+                assert_eq!(decoded.as_bytes(), c.bytes(), "the constraint saw the text");
             }
+            if c.is_complete() {
+                complete += 1;
+                assert_eq!(parses(out.text.as_deref().unwrap()), c.strings());
+                assert!(
+                    matches!(out.stop, StopReason::Token(t) if ENDS.contains(&t))
+                        || out.tokens.len() == budget,
+                    "{out:?}"
+                );
+            }
+            items += c.strings().len();
         }
     }
-    assert!(complete >= 4, "{complete} generations closed their array");
-    assert!(items >= 10, "{items} strings in all");
+    assert!(complete >= 2, "{complete} generations closed their array");
+    assert!(items >= 6, "{items} strings in all");
 }
 
 #[test]

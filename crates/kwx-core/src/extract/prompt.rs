@@ -190,7 +190,7 @@ pub struct Example {
     pub labels: Vec<String>,
 }
 
-/// Few-shot examples and their character-bigram TF-IDF vectors: the examples most similar to a
+/// Few-shot examples and their TF-IDF vectors (word stems and in-word character bigrams): the examples most similar to a
 /// text (cosine) are the ones shown, so a text about 연고 sees examples about 연고.
 #[derive(Debug, Clone)]
 pub struct ExamplePool {
@@ -261,14 +261,28 @@ impl ExamplePool {
     }
 }
 
+/// Features of a text: each word's particle stem (`연고는` → `연고`) and the character bigrams
+/// inside each word (never across a space, so sentence endings weigh less than content words).
 fn bigrams(text: &str) -> HashMap<u64, f32> {
     use std::hash::{Hash, Hasher};
-    let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
-    let mut out = HashMap::new();
-    for w in chars.windows(2) {
+    let hash = |tag: u8, s: &[char]| {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        w.hash(&mut h);
-        *out.entry(h.finish()).or_insert(0.0) += 1.0;
+        tag.hash(&mut h);
+        s.hash(&mut h);
+        h.finish()
+    };
+    let mut out = HashMap::new();
+    for word in text.split_whitespace() {
+        let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+        if word.is_empty() {
+            continue;
+        }
+        let stem: Vec<char> = strip_particles(word).chars().collect();
+        *out.entry(hash(0, &stem)).or_insert(0.0) += 1.0;
+        let chars: Vec<char> = word.chars().collect();
+        for w in chars.windows(2) {
+            *out.entry(hash(1, w)).or_insert(0.0) += 1.0;
+        }
     }
     out
 }
@@ -661,12 +675,14 @@ impl PromptExtractor {
         (item.to_owned(), None)
     }
 
-    /// Keywords from answer items: dictionary forms, each once, with their spans in `text`.
+    /// Keywords from answer items: dictionary forms, each once, with their spans in `text`; items
+    /// without a letter or digit are dropped.
     fn keywords(&self, text: &str, items: &[String]) -> Vec<Keyword> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for item in items {
-            if item.trim().is_empty() {
+            // A keyword has a letter or digit: `][` or `...` from a confused model is not one.
+            if !item.chars().any(char::is_alphanumeric) {
                 continue;
             }
             let (term, category) = self.normalise(item);
