@@ -4,7 +4,7 @@
 //! ```text
 //! scripts/fetch_model.sh                                   # once: Gemma 3 270M into ~/.cache/kwx
 //! cargo run --release --example compare -- --quick         # < 10 min on a CPU
-//! cargo run --release --example compare -- --out runs/compare-full     # the documented run
+//! cargo run --release --example compare -- --out runs/compare     # the documented run (~1 h)
 //! cargo run --release --example compare -- --model path/to/model.gguf --test test.jsonl \
 //!     --strategies dictionary,few-shot,rag,lora --out runs/mine
 //! ```
@@ -51,7 +51,7 @@ struct Args {
     /// Output folder.
     #[arg(long, default_value = "runs/compare")]
     out: PathBuf,
-    /// Small settings that finish on a CPU in under 10 minutes (16 texts, short training).
+    /// Small settings that finish on a CPU in under 10 minutes (10 texts, short training).
     #[arg(long)]
     quick: bool,
     /// Test texts (the first N; 0 = all).
