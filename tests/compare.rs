@@ -236,10 +236,9 @@ fn every_strategy_runs_and_the_report_is_written() {
     .unwrap();
     assert!(!trained, "a given adapter is not trained again");
     assert_eq!(second.strategies[0].detail, lora.detail);
-    assert_eq!(
+    assert!(
         second.strategies[0].train_seconds > 0.0,
-        true,
-        "loading counts as setup"
+        "loading the adapter counts as the strategy's setup time"
     );
 }
 
