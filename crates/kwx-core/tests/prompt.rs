@@ -271,3 +271,50 @@ fn batches_equal_single_texts_and_extractive_answers_come_from_the_text() {
         }
     }
 }
+
+#[test]
+fn unconstrained_answers_that_are_not_json_are_re_asked() {
+    let x = extractor(PromptConfig {
+        max_new_tokens: 6,
+        ..PromptConfig::feedback(1, 1).constrained(Constrain::None)
+    })
+    .with_dictionary(Dictionary::bundled(), [])
+    .unwrap()
+    .with_examples(pool());
+    let traced = x.extract_traced(&[TEXT, "연고를 바르세요."]).unwrap();
+    let mut invalid = 0;
+    for (_, trace) in &traced {
+        let first = &trace.answers[0];
+        if !first.valid {
+            invalid += 1;
+            assert_eq!(trace.answers.len(), 2, "an invalid answer is re-asked once");
+        }
+    }
+    // Six random tokens are not a JSON array.
+    assert!(invalid > 0);
+}
+
+#[test]
+fn one_extractor_serves_many_threads() {
+    let x = Arc::new(
+        extractor(PromptConfig::few_shot(1))
+            .with_dictionary(Dictionary::bundled(), [])
+            .unwrap()
+            .with_examples(pool()),
+    );
+    let texts = [
+        TEXT,
+        "연고는 상처 부위에 얇게 바릅니다.",
+        "노인은 복용 전 상담하세요.",
+    ];
+    let alone: Vec<_> = texts.iter().map(|t| x.extract(t).unwrap()).collect();
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let x = Arc::clone(&x);
+            std::thread::spawn(move || x.extract(texts[i]).unwrap())
+        })
+        .collect();
+    for (h, expected) in handles.into_iter().zip(&alone) {
+        assert_eq!(&h.join().unwrap(), expected);
+    }
+}
