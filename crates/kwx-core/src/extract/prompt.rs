@@ -77,6 +77,10 @@ pub struct PromptConfig {
     pub few_shot: usize,
     /// Re-asks after an answer that misses dictionary terms or is not a JSON array.
     pub feedback_retries: usize,
+    /// Keep the keywords of every answer (first seen first) instead of only the last one's: the
+    /// feedback names missing terms, never ones to drop, and a small model tends to answer a
+    /// retry with the missed terms alone.
+    pub merge_answers: bool,
     /// What the model may write.
     pub constrain: Constrain,
     /// Written before each text in its user turn (`"문장: "`; empty for fine-tuned models).
@@ -99,6 +103,7 @@ impl PromptConfig {
             terms_per_category: 6,
             few_shot: 0,
             feedback_retries: 0,
+            merge_answers: false,
             constrain: Constrain::Json,
             input_prefix: "문장: ".into(),
             missed_template: MISSED_TEMPLATE.into(),
@@ -121,6 +126,7 @@ impl PromptConfig {
         Self {
             name: "feedback".into(),
             feedback_retries: retries,
+            merge_answers: true,
             ..Self::few_shot(k)
         }
     }
@@ -548,7 +554,12 @@ impl PromptExtractor {
             let answers = self.answer(&prompts, &sources)?;
             let mut next = Vec::new();
             for (&i, answer) in pending.iter().zip(answers) {
-                let missed = self.missed(texts[i], &answer.items)?;
+                let said = if self.config.merge_answers {
+                    merged(trace_items(&traces[i]).chain(&answer.items))
+                } else {
+                    answer.items.clone()
+                };
+                let missed = self.missed(texts[i], &said)?;
                 let retry =
                     round < self.config.feedback_retries && (!answer.valid || !missed.is_empty());
                 if retry {
@@ -574,13 +585,22 @@ impl PromptExtractor {
             .iter()
             .zip(traces)
             .map(|(text, trace)| {
-                let items = trace.answers.last().map(|a| a.items.clone());
-                (self.keywords(text, &items.unwrap_or_default()), trace)
+                let items = if self.config.merge_answers {
+                    merged(trace_items(&trace))
+                } else {
+                    trace
+                        .answers
+                        .last()
+                        .map(|a| a.items.clone())
+                        .unwrap_or_default()
+                };
+                (self.keywords(text, &items), trace)
             })
             .collect())
     }
 
-    /// Dictionary terms found in `text` that `items` lack (empty without feedback).
+    /// Dictionary terms found in `text` that `items` lack (empty without feedback). A term
+    /// inside an answered item is not missed: `골관절염` covers `관절염`.
     fn missed(&self, text: &str, items: &[String]) -> Result<Vec<String>> {
         let Some(scanner) = &self.scanner else {
             return Ok(Vec::new());
@@ -589,11 +609,12 @@ impl PromptExtractor {
             return Ok(Vec::new());
         }
         let have: HashSet<String> = items.iter().map(|i| self.normalise(i).0).collect();
+        let covers = |t: &str| have.contains(t) || items.iter().any(|i| i.contains(t));
         Ok(scanner
             .extract(text)?
             .into_iter()
             .map(|k| k.text)
-            .filter(|t| !have.contains(t))
+            .filter(|t| !covers(t))
             .collect())
     }
 
@@ -701,6 +722,20 @@ impl PromptExtractor {
         }
         out
     }
+}
+
+/// Every answer's items in order.
+fn trace_items(trace: &Trace) -> impl Iterator<Item = &String> {
+    trace.answers.iter().flat_map(|a| a.items.iter())
+}
+
+/// Items, each once (trimmed), first seen first.
+fn merged<'a>(items: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    items
+        .map(|i| i.trim().to_string())
+        .filter(|i| seen.insert(i.clone()))
+        .collect()
 }
 
 /// Non-overlapping occurrences of any of `surfaces` in `text` (longest first at a position), as
