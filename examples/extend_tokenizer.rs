@@ -42,7 +42,7 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kwx::core::burn::tensor::Device;
 use kwx::core::gguf::{GgufFile, GgufVocab, WriteOptions, tokenizer_from_gguf, write_gemma};
-use kwx::core::{Gemma, ResizeOptions, RowInit, home};
+use kwx::core::{Gemma, ResizeOptions, home};
 use kwx::data::builder::DatasetBuilder;
 use kwx::data::dictionary::Dictionary;
 use kwx::peft::train::TrainConfig;
@@ -378,17 +378,7 @@ fn resize_and_export(args: &Args, path: &Path, ext: &Extension) -> anyhow::Resul
         path.display(),
         t0.elapsed().as_secs_f64()
     );
-    let rows: Vec<(u32, RowInit)> = ext
-        .rows_to_initialise()
-        .map(|t| {
-            let init = if t.pieces.is_empty() {
-                RowInit::VocabMean
-            } else {
-                RowInit::MeanOf(t.pieces.clone())
-            };
-            (t.id, init)
-        })
-        .collect();
+    let rows = kwx::token_rows(ext);
     let options = ResizeOptions {
         pad_to_multiple_of: args.pad_to_multiple_of,
         seed: args.seed,

@@ -474,12 +474,12 @@ pub fn run(
     let mut rows = Vec::new();
     for &strategy in &config.strategies {
         let t0 = Instant::now();
-        let extractor: Box<dyn KeywordExtractor> = match (&loaded, strategy) {
-            (_, Strategy::Dictionary) => Box::new(DictionaryExtractor::new(&shared.known)?),
-            (Some((model, tokenizer)), s) => {
-                build(config, &shared, s, model, tokenizer, device, on_event)?
-            }
-            (None, _) => unreachable_model(strategy)?,
+        let extractor: Box<dyn KeywordExtractor> = match &loaded {
+            Some((model, tokenizer)) => build(
+                config, &shared, strategy, model, tokenizer, device, on_event,
+            )?,
+            // No model is loaded only when every strategy is the dictionary.
+            None => Box::new(DictionaryExtractor::new(&shared.known)?),
         };
         let train_seconds = if strategy.trains() {
             t0.elapsed().as_secs_f64()
@@ -552,13 +552,6 @@ pub fn run(
     let report = report(config, &shared, rows);
     report.write(&config.out)?;
     Ok(report)
-}
-
-fn unreachable_model(strategy: Strategy) -> Result<Box<dyn KeywordExtractor>> {
-    Err(CompareError::Config {
-        field: "strategies",
-        message: format!("{} needs a model", strategy.name()),
-    })
 }
 
 fn report(config: &CompareConfig, shared: &Shared, strategies: Vec<StrategyResult>) -> Report {
@@ -738,17 +731,7 @@ fn build(
                         kwx_tokenizer::ExtendMode::RepurposeUnused,
                     )?;
                     let extended = GemmaTokenizer::from_tokenizer(ext.tokenizer.clone());
-                    let rows: Vec<(u32, RowInit)> = ext
-                        .rows_to_initialise()
-                        .map(|t| {
-                            let init = if t.pieces.is_empty() {
-                                RowInit::VocabMean
-                            } else {
-                                RowInit::MeanOf(t.pieces.clone())
-                            };
-                            (t.id, init)
-                        })
-                        .collect();
+                    let rows = crate::token_rows(&ext);
                     let ids = rows.iter().map(|r| r.0).collect::<Vec<_>>();
                     let resized = model
                         .clone()

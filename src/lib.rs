@@ -38,3 +38,21 @@ pub use kwx_data as data;
 pub use kwx_peft as peft;
 pub use kwx_rag as rag;
 pub use kwx_tokenizer as tokenizer;
+
+/// How to initialise the embedding rows of the tokens an [`tokenizer::extend`] made single: the
+/// mean of the rows of the pieces each term used to be split into (Fast Vocabulary Transfer), or
+/// the vocabulary mean for a term without pieces. Pass it to
+/// [`core::Gemma::resize_token_embeddings`] or [`core::Gemma::init_token_rows`].
+pub fn token_rows(extension: &tokenizer::Extension) -> Vec<(u32, core::RowInit)> {
+    extension
+        .rows_to_initialise()
+        .map(|t| {
+            let init = if t.pieces.is_empty() {
+                core::RowInit::VocabMean
+            } else {
+                core::RowInit::MeanOf(t.pieces.clone())
+            };
+            (t.id, init)
+        })
+        .collect()
+}

@@ -155,3 +155,26 @@ fn header_and_category_filter() {
             .all(|e| e.category.as_deref() == Some("population"))
     );
 }
+
+/// `RagContext`, the RAG strategy's `ContextProvider`: the same packed text a `ContextBuilder`
+/// with the Gemma tokenizer, no header and the same budget gives, and typed errors through it.
+#[test]
+fn rag_context_provides_the_builders_text() {
+    use kwx_core::extract::ContextProvider;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = IndexBuilder::new(dir.path().join("idx"))
+        .build(&Chunk::from_dictionary(Dictionary::bundled(), "bundled"))
+        .expect("index");
+    let gemma = kwx_core::GemmaTokenizer::from_tokenizer(tokenizer().clone());
+    let expected = ContextBuilder::new(&index, &gemma, 120)
+        .header("")
+        .build(SENTENCE)
+        .expect("context");
+    let provider = kwx_rag::RagContext::new(std::sync::Arc::new(index), gemma.clone(), 120);
+    let text = provider.context(SENTENCE).expect("provider");
+    assert_eq!(text, expected.text);
+    assert!(gemma.count_tokens(&text).expect("count") <= 120);
+    assert!(text.contains("임산부"), "{text}");
+    let err = provider.candidates(0).context(SENTENCE).unwrap_err();
+    assert!(matches!(err, kwx_core::Error::Context(_)), "{err}");
+}

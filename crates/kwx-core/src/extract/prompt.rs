@@ -213,7 +213,7 @@ impl ExamplePool {
             .into_iter()
             .filter(|e| seen.insert(e.text.clone()))
             .collect();
-        let grams: Vec<HashMap<u64, f32>> = examples.iter().map(|e| bigrams(&e.text)).collect();
+        let grams: Vec<HashMap<u64, f32>> = examples.iter().map(|e| features(&e.text)).collect();
         let mut df: HashMap<u64, usize> = HashMap::new();
         for g in &grams {
             for k in g.keys() {
@@ -250,7 +250,7 @@ impl ExamplePool {
         if k == 0 {
             return Vec::new();
         }
-        let query = weigh(&bigrams(text), &self.idf);
+        let query = weigh(&features(text), &self.idf);
         let mut scored: Vec<(f32, usize)> = self
             .vectors
             .iter()
@@ -269,7 +269,7 @@ impl ExamplePool {
 
 /// Features of a text: each word's particle stem (`연고는` → `연고`) and the character bigrams
 /// inside each word (never across a space, so sentence endings weigh less than content words).
-fn bigrams(text: &str) -> HashMap<u64, f32> {
+fn features(text: &str) -> HashMap<u64, f32> {
     use std::hash::{Hash, Hasher};
     let hash = |tag: u8, s: &[char]| {
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -540,15 +540,15 @@ impl PromptExtractor {
         let mut pending: Vec<usize> = (0..texts.len()).collect();
         let mut round = 0;
         while !pending.is_empty() {
-            let prompts: Vec<Vec<u32>> = pending
-                .iter()
-                .map(|&i| self.tokenizer.encode_chat(&convs[i], true))
-                .collect::<Result<_>>()?;
-            if round == 0 {
-                for (&i, p) in pending.iter().zip(&prompts) {
-                    traces[i].prompt = crate::tokenizer::apply_chat_template(&convs[i], true)?;
-                    traces[i].prompt_tokens = p.len();
+            let mut prompts: Vec<Vec<u32>> = Vec::with_capacity(pending.len());
+            for &i in &pending {
+                let rendered = crate::tokenizer::apply_chat_template(&convs[i], true)?;
+                let ids = self.tokenizer.encode(&rendered, false)?;
+                if round == 0 {
+                    traces[i].prompt_tokens = ids.len();
+                    traces[i].prompt = rendered;
                 }
+                prompts.push(ids);
             }
             let sources: Vec<&str> = pending.iter().map(|&i| texts[i]).collect();
             let answers = self.answer(&prompts, &sources)?;
