@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let m = model.take().expect("model");
-                let (m, stats) = train_step(m, &mut optim, &batch, 1e-4, 1.0).expect("step");
+                let (m, stats) = train_step(m, &mut optim, &batch, 1e-4, 1.0, None).expect("step");
                 model = Some(m);
                 stats.loss
             })

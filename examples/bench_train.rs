@@ -10,6 +10,9 @@
 //! intermediate 1024 (5.9M parameters); `270m` = Gemma 3 270M's shapes, random weights.
 #![allow(clippy::print_stdout)]
 
+#[path = "common/alloc.rs"]
+mod alloc;
+
 mod common;
 
 use std::time::Instant;
@@ -42,6 +45,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    let _ = alloc::keep_freed_memory();
     let args = Args::parse();
     let config = match args.shape.as_str() {
         "small" => GemmaConfig::new(
@@ -90,12 +94,26 @@ fn main() -> anyhow::Result<()> {
         input_ids: rows,
     };
     let mut model = model;
-    let (m, _) = train_step(model, &mut optim, std::slice::from_ref(&batch), 1e-4, 1.0)?;
+    let (m, _) = train_step(
+        model,
+        &mut optim,
+        std::slice::from_ref(&batch),
+        1e-4,
+        1.0,
+        None,
+    )?;
     model = m;
     let started = Instant::now();
     let mut loss = 0.0;
     for _ in 0..args.steps {
-        let (m, stats) = train_step(model, &mut optim, std::slice::from_ref(&batch), 1e-4, 1.0)?;
+        let (m, stats) = train_step(
+            model,
+            &mut optim,
+            std::slice::from_ref(&batch),
+            1e-4,
+            1.0,
+            None,
+        )?;
         model = m;
         loss = stats.loss;
     }

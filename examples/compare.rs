@@ -14,6 +14,9 @@
 //! `--sft-model PATH`. The table is printed; the last line is the path of `report.json`.
 #![allow(clippy::print_stdout)]
 
+#[path = "common/alloc.rs"]
+mod alloc;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -90,6 +93,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    let _ = alloc::keep_freed_memory();
     let args = Args::parse();
     let model = match &args.model {
         Some(p) => p.clone(),

@@ -14,6 +14,9 @@
 //! the path of the best adapter folder (LoRA) or GGUF model (full).
 #![allow(clippy::print_stdout)]
 
+#[path = "common/alloc.rs"]
+mod alloc;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -87,6 +90,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    let _ = alloc::keep_freed_memory();
     let args = Args::parse();
     let mut config = match &args.config {
         Some(p) => TrainConfig::from_toml_file(p)?,

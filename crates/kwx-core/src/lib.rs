@@ -38,7 +38,7 @@ pub use error::{Error, ResizeError, Result};
 pub use extract::{DictionaryExtractor, Keyword, KeywordExtractor, Span};
 pub use generate::{GenerationConfig, GenerationOutput, Generator, StopReason, TokenConstraint};
 pub use loader::{SafetensorsSource, WeightSource};
-pub use model::{Gemma, KvCache, RmsNorm};
+pub use model::{AdapterDropout, Gemma, KvCache, RmsNorm};
 pub use resize::{ResizeOptions, RowInit};
 pub use tokenizer::{ChatMessage, GemmaTokenizer, Role};
 pub use tokenizers;

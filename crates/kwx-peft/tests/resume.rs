@@ -58,7 +58,8 @@ fn config() -> TrainConfig {
 fn config_for(mode: Mode) -> TrainConfig {
     TrainConfig {
         mode,
-        lora: LoraConfig::new(4, 8.0),
+        // Dropout on: a resumed run must redraw the masks of the unbroken one.
+        lora: LoraConfig::new(4, 8.0).with_dropout(0.1),
         max_steps: STEPS,
         micro_batch_size: 4,
         gradient_accumulation_steps: 2,

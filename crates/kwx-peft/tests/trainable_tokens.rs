@@ -114,8 +114,15 @@ fn only_the_new_rows_train_after_resizing() {
     };
     let mut losses = Vec::new();
     for _ in 0..5 {
-        let (m, stats) =
-            train_step(model, &mut optim, std::slice::from_ref(&batch), 1e-2, 1.0).unwrap();
+        let (m, stats) = train_step(
+            model,
+            &mut optim,
+            std::slice::from_ref(&batch),
+            1e-2,
+            1.0,
+            None,
+        )
+        .unwrap();
         model = m;
         losses.push(stats.loss);
     }

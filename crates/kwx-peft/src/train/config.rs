@@ -156,13 +156,6 @@ impl TrainConfig {
                     "not a PEFT LoraConfig field",
                 ));
             }
-            if self.lora.lora_dropout > 0.0 {
-                return bad(
-                    "lora.lora_dropout",
-                    "kwx trains LoRA through burn's weight reparameterization, which has no \
-                     per-activation dropout; set it to 0",
-                );
-            }
         }
         if self.micro_batch_size == 0 {
             return bad("micro_batch_size", "must be at least 1");

@@ -2,7 +2,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
-use kwx_core::{Gemma, KvCache};
+use kwx_core::{AdapterDropout, Gemma, KvCache};
 use kwx_data::training::{IGNORE_INDEX, TrainingExample};
 
 use crate::error::{Error, Result};
@@ -74,6 +74,15 @@ impl MicroBatch {
 /// # Shapes
 /// `batch: [b][seq]` → scalar `[1]`
 pub fn completion_loss_sum(model: &Gemma, batch: &MicroBatch) -> Result<(Tensor<1>, usize)> {
+    completion_loss_sum_with(model, batch, None)
+}
+
+/// [`completion_loss_sum`] with `dropout` on the inputs of the LoRA factors (training).
+pub fn completion_loss_sum_with(
+    model: &Gemma,
+    batch: &MicroBatch,
+    dropout: Option<AdapterDropout>,
+) -> Result<(Tensor<1>, usize)> {
     let b = batch.input_ids.len();
     let seq = batch.input_ids.first().map_or(0, Vec::len);
     let mut rows = Vec::new();
@@ -98,8 +107,13 @@ pub fn completion_loss_sum(model: &Gemma, batch: &MicroBatch) -> Result<(Tensor<
     if n == 0 {
         return Ok((Tensor::zeros([1], &device), 0));
     }
-    let mut cache = KvCache::disabled(model.layers.len());
-    let hidden = model.forward_hidden(&batch.input_ids, None, &mut cache)?;
+    let hidden = match dropout {
+        Some(d) if d.p() > 0.0 => model.forward_hidden_with_dropout(&batch.input_ids, None, d)?,
+        _ => {
+            let mut cache = KvCache::disabled(model.layers.len());
+            model.forward_hidden(&batch.input_ids, None, &mut cache)?
+        }
+    };
     let h = model.config().hidden_size;
     let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
     let picked = hidden.reshape([b * seq, h]).select(0, idx);

@@ -21,7 +21,7 @@ mod trainer;
 pub use checkpoint::{BEST_FILE, latest_checkpoint};
 pub use config::{BestMetric, Mode, TrainConfig};
 pub use data::{Prepared, prepare, read_records, split_eval};
-pub use loss::{MicroBatch, completion_loss_sum};
+pub use loss::{MicroBatch, completion_loss_sum, completion_loss_sum_with};
 pub use metrics::{KeywordCounts, KeywordScores, parse_keywords};
 pub use schedule::{Decay, Schedule};
 pub use step::{StepStats, optimizer, train_step, trainable_model};

@@ -4,10 +4,10 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
-use kwx_core::Gemma;
+use kwx_core::{AdapterDropout, Gemma};
 
 use super::config::{Mode, TrainConfig};
-use super::loss::{MicroBatch, completion_loss_sum};
+use super::loss::{MicroBatch, completion_loss_sum_with};
 use crate::adapter::Adapter;
 use crate::config::LoraConfig;
 use crate::error::{Error, Result};
@@ -74,6 +74,9 @@ pub fn optimizer(config: &TrainConfig, model: &Gemma) -> ModuleOptimizer {
 /// (`max_grad_norm` 0 = off) and the update at `lr`. A non-finite loss or gradient norm is an
 /// error (its `step` field is 0: the caller knows the step).
 ///
+/// `dropout` (LoRA's `lora_dropout`) draws micro-batch `i`'s masks from its seed mixed with `i`:
+/// give each step its own seed (the trainer derives it from the run's seed and the step).
+///
 /// The step runs on a thread of rayon's pool: the CPU backend starts parallel work in nearly
 /// every tensor operation, and from a thread outside the pool each start is a hand-off to a
 /// worker and a wake-up back.
@@ -83,8 +86,9 @@ pub fn train_step(
     batches: &[MicroBatch],
     lr: f64,
     max_grad_norm: f64,
+    dropout: Option<AdapterDropout>,
 ) -> Result<(Gemma, StepStats)> {
-    rayon::scope(|_| train_step_here(model, optim, batches, lr, max_grad_norm))
+    rayon::scope(|_| train_step_here(model, optim, batches, lr, max_grad_norm, dropout))
 }
 
 fn train_step_here(
@@ -93,12 +97,16 @@ fn train_step_here(
     batches: &[MicroBatch],
     lr: f64,
     max_grad_norm: f64,
+    dropout: Option<AdapterDropout>,
 ) -> Result<(Gemma, StepStats)> {
     let label_tokens: usize = batches.iter().map(MicroBatch::label_tokens).sum();
     let mut accumulator = GradientsAccumulator::<Gemma>::new();
     let mut loss_sum = 0.0f64;
-    for batch in batches {
-        let (sum, n) = completion_loss_sum(&model, batch)?;
+    for (i, batch) in batches.iter().enumerate() {
+        let dropout = dropout
+            .map(|d| AdapterDropout::new(d.p(), mix(d.seed(), i as u64)))
+            .transpose()?;
+        let (sum, n) = completion_loss_sum_with(&model, batch, dropout)?;
         if n == 0 {
             continue;
         }
@@ -138,6 +146,16 @@ fn train_step_here(
             label_tokens,
         },
     ))
+}
+
+/// Two seeds mixed into one (splitmix64's finalizer over their combination).
+pub(crate) fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b
+        .wrapping_add(0x9E37_79B9_7F4A_7C15)
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The module on the autodiff wrapper of its device, every active parameter tracked.

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use kwx_core::{Gemma, GemmaTokenizer, GenerationConfig, Generator};
+use kwx_core::{AdapterDropout, Gemma, GemmaTokenizer, GenerationConfig, Generator};
 use kwx_data::training::TrainingExample;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -218,6 +218,19 @@ impl<'a> Trainer<'a> {
         }
     }
 
+    /// LoRA dropout for optimizer step `step` (counted from 1): `lora_dropout` with a seed drawn
+    /// from the run's seed and the step, so a resumed run draws the masks of an unbroken one.
+    fn dropout(&self, step: usize) -> Result<Option<AdapterDropout>> {
+        let p = self.config.lora.lora_dropout;
+        if self.config.mode != Mode::Lora || p == 0.0 {
+            return Ok(None);
+        }
+        Ok(Some(AdapterDropout::new(
+            p,
+            super::step::mix(self.config.seed, step as u64),
+        )?))
+    }
+
     /// The example indices of `epoch`, in training order.
     fn epoch_order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.data.train.len()).collect();
@@ -279,19 +292,26 @@ impl<'a> Trainer<'a> {
             let tokens: usize = batches.iter().map(MicroBatch::tokens).sum();
             let step = state.step + 1;
             let lr = schedule.lr(state.step);
-            let (next, stats) =
-                match train_step(model, &mut optim, &batches, lr, self.config.max_grad_norm) {
-                    Ok(r) => r,
-                    Err(Error::NonFiniteLoss { what, loss, .. }) => {
-                        return Err(Error::NonFiniteLoss {
-                            step,
-                            what,
-                            loss,
-                            last_checkpoint,
-                        });
-                    }
-                    Err(e) => return Err(e),
-                };
+            let dropout = self.dropout(step)?;
+            let (next, stats) = match train_step(
+                model,
+                &mut optim,
+                &batches,
+                lr,
+                self.config.max_grad_norm,
+                dropout,
+            ) {
+                Ok(r) => r,
+                Err(Error::NonFiniteLoss { what, loss, .. }) => {
+                    return Err(Error::NonFiniteLoss {
+                        step,
+                        what,
+                        loss,
+                        last_checkpoint,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             model = next;
             let (loss, grad_norm) = (stats.loss, stats.grad_norm);
             state.step = step;
