@@ -30,7 +30,8 @@ struct Args {
     /// `small` or `270m`.
     #[arg(long, default_value = "small")]
     shape: String,
-    /// `lora` or `full`.
+    /// `lora`, `lora-tokens` (LoRA plus 32 trainable embedding rows, PEFT's
+    /// `trainable_token_indices`: new domain tokens) or `full`.
     #[arg(long, default_value = "lora")]
     mode: String,
     /// Timed steps (after one warm-up step).
@@ -66,14 +67,20 @@ fn main() -> anyhow::Result<()> {
         "270m" => GemmaConfig::gemma3_270m(),
         other => anyhow::bail!("--shape {other}: use small or 270m"),
     };
-    let mode = match args.mode.as_str() {
-        "lora" => Mode::Lora,
-        "full" => Mode::Full,
-        other => anyhow::bail!("--mode {other}: use lora or full"),
+    let (mode, token_rows) = match args.mode.as_str() {
+        "lora" => (Mode::Lora, false),
+        "lora-tokens" => (Mode::Lora, true),
+        "full" => (Mode::Full, false),
+        other => anyhow::bail!("--mode {other}: use lora, lora-tokens or full"),
     };
     let device = Device::default();
     let base = config.init(&device)?;
-    let lora = LoraConfig::new(8, 16.0);
+    let mut lora = LoraConfig::new(8, 16.0);
+    if token_rows {
+        // The last 32 ids, as new tokens appended to a vocabulary would be.
+        let vocab = config.vocab_size as u32;
+        lora = lora.with_trainable_tokens((vocab - 32..vocab).collect());
+    }
     let model = trainable_model(base, mode, &lora, 0, None)?;
     let train_config = TrainConfig {
         mode,

@@ -2,25 +2,40 @@
 # Training throughput, kwx (examples/bench_train.rs) beside PyTorch + PEFT
 # (scripts/bench_train_peer.py) on the same shapes, batch 8 x 128, same thread count, in one job;
 # prints a table with the ratio kwx / PyTorch (tokens per second) and both peak RSS.
-#   THREADS="1 2" SHAPES="small 270m" PYTHON=/path/to/python bash scripts/bench_train_compare.sh
+#   THREADS="1 2" SHAPES="small 270m" MODES="lora lora-tokens full" REPEAT=5 PYTHON=/path/to/python bash scripts/bench_train_compare.sh
+# Each cell runs REPEAT times, kwx and PyTorch alternating (so a slow spell of a shared machine
+# hits both), and reports the median of each (the range in brackets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 THREADS=${THREADS:-1}
 SHAPES=${SHAPES:-small 270m}
+REPEAT=${REPEAT:-3}
 cargo build --locked --release --example bench_train >/dev/null 2>&1
 printf '| shape | mode | threads | kwx tok/s | torch+peft tok/s | kwx / torch | kwx peak RSS (MiB) | torch peak RSS (MiB) |\n'
 printf '|---|---|---|---|---|---|---|---|\n'
 for shape in $SHAPES; do
   steps=5; [ "$shape" = 270m ] && steps=2
-  for mode in lora full; do
+  for mode in ${MODES:-lora lora-tokens full}; do
     for t in $THREADS; do
-      kwx=$(RAYON_NUM_THREADS=$t target/release/examples/bench_train --shape "$shape" --mode "$mode" --steps $steps | tail -1)
-      peer=$(OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$t $PYTHON scripts/bench_train_peer.py --shape "$shape" --mode "$mode" --threads "$t" --steps $steps 2>/dev/null | tail -1)
-      $PYTHON - "$shape" "$mode" "$t" "$kwx" "$peer" <<'PY'
-import json, sys
-shape, mode, t, k, p = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5])
-print(f"| {shape} | {mode} | {t} | {k['tokens_per_s']:.0f} | {p['tokens_per_s']:.0f} | {k['tokens_per_s']/p['tokens_per_s']:.2f}x | {k['peak_rss_mib']:.0f} | {p['peak_rss_mib']:.0f} |")
+      kwx=(); peer=()
+      for _ in $(seq "$REPEAT"); do
+        kwx+=("$(RAYON_NUM_THREADS=$t target/release/examples/bench_train --shape "$shape" --mode "$mode" --steps $steps | tail -1)")
+        peer+=("$(OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$t $PYTHON scripts/bench_train_peer.py --shape "$shape" --mode "$mode" --threads "$t" --steps $steps 2>/dev/null | tail -1)")
+      done
+      $PYTHON - "$shape" "$mode" "$t" "$(printf '%s\n' "${kwx[@]}")" "$(printf '%s\n' "${peer[@]}")" <<'PY'
+import json, statistics, sys
+shape, mode, t = sys.argv[1:4]
+k = [json.loads(l) for l in sys.argv[4].splitlines()]
+p = [json.loads(l) for l in sys.argv[5].splitlines()]
+def cell(runs):
+    v = [r["tokens_per_s"] for r in runs]
+    m = statistics.median(v)
+    return m, (f"{m:.0f} [{min(v):.0f}–{max(v):.0f}]" if len(v) > 1 else f"{m:.0f}")
+km, ks = cell(k)
+pm, ps = cell(p)
+rss = lambda runs: max(r["peak_rss_mib"] for r in runs)
+print(f"| {shape} | {mode} | {t} | {ks} | {ps} | {km/pm:.2f}x | {rss(k):.0f} | {rss(p):.0f} |")
 PY
     done
   done

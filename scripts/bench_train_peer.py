@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch + PEFT training throughput on CPU: the peer of kwx's training benchmark.
 
-One training step = forward on random token ids with labels (every position labelled; transformers
+One training step = forward on random token ids with labels, attention by --attn (default sdpa,
+transformers' default) (every position labelled; transformers
 shifts them internally), loss.backward(), AdamW step, zero_grad. f32, eager attention, random
 weights. After one untimed warm-up step, --steps steps are timed. Prints one JSON line:
     {"peer": "torch+peft", "shape", "mode", "threads", "batch", "seq",
@@ -16,6 +17,7 @@ Shapes:
            query_pre_attn_scalar 256, tied embeddings), random weights
 Modes:
     lora   PEFT LoRA r 8, alpha 16, target_modules "all-linear", dropout 0; AdamW on the LoRA weights
+    lora-tokens  the same plus trainable_token_indices = the last 32 ids (new domain tokens)
     full   every parameter trainable; AdamW on all of them
 
 Run with a passive OpenMP wait policy so idle threads do not spin (set before Python starts;
@@ -38,7 +40,7 @@ import peft  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 
 
-def config(shape):
+def config(shape, attn):
     rope = {
         "full_attention": {"rope_type": "default", "rope_theta": 1e6},
         "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
@@ -49,7 +51,7 @@ def config(shape):
             num_attention_heads=4, num_key_value_heads=1, head_dim=64, query_pre_attn_scalar=64,
             sliding_window=512, layer_types=["sliding_attention"] * 3 + ["full_attention"],
             max_position_embeddings=32768, tie_word_embeddings=True, rope_parameters=rope,
-            pad_token_id=0, eos_token_id=1, bos_token_id=2, attn_implementation="eager",
+            pad_token_id=0, eos_token_id=1, bos_token_id=2, attn_implementation=attn,
         )
     if shape == "270m":
         layer_types = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(18)]
@@ -58,7 +60,7 @@ def config(shape):
             num_attention_heads=4, num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256,
             sliding_window=512, layer_types=layer_types, max_position_embeddings=32768,
             tie_word_embeddings=True, rope_parameters=rope,
-            pad_token_id=0, eos_token_id=1, bos_token_id=2, attn_implementation="eager",
+            pad_token_id=0, eos_token_id=1, bos_token_id=2, attn_implementation=attn,
         )
     raise ValueError(shape)
 
@@ -66,24 +68,27 @@ def config(shape):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=["small", "270m"], default="small")
-    ap.add_argument("--mode", choices=["lora", "full"], default="lora")
+    ap.add_argument("--mode", choices=["lora", "lora-tokens", "full"], default="lora")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=5, help="timed steps, after 1 warm-up step")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
+                    help="transformers' attention implementation (sdpa is its default)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = config(args.shape)
+    cfg = config(args.shape, args.attn)
     model = Gemma3ForCausalLM(cfg).to(torch.float32)
     total_params = sum(p.numel() for p in model.parameters())
-    if args.mode == "lora":
+    if args.mode in ("lora", "lora-tokens"):
+        tokens = list(range(cfg.vocab_size - 32, cfg.vocab_size)) if args.mode == "lora-tokens" else None
         model = get_peft_model(
             model,
             LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0, bias="none",
-                       task_type="CAUSAL_LM"),
+                       task_type="CAUSAL_LM", trainable_token_indices=tokens),
         )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -124,6 +129,7 @@ def main():
         "torch": torch.__version__,
         "peft": peft.__version__,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "attn": args.attn,
     }
     print(json.dumps(out))
 

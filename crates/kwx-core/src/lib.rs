@@ -29,6 +29,7 @@ pub mod home;
 pub mod loader;
 pub mod model;
 pub mod resize;
+pub mod rows;
 pub mod tokenizer;
 
 pub use burn;
@@ -40,5 +41,6 @@ pub use generate::{GenerationConfig, GenerationOutput, Generator, StopReason, To
 pub use loader::{SafetensorsSource, WeightSource};
 pub use model::{AdapterDropout, Gemma, KvCache, RmsNorm};
 pub use resize::{ResizeOptions, RowInit};
+pub use rows::TokenRows;
 pub use tokenizer::{ChatMessage, GemmaTokenizer, Role};
 pub use tokenizers;

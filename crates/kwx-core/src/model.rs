@@ -14,6 +14,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::config::{Activation, AttentionType, Family, GemmaConfig, Rope};
 use crate::error::{Error, Result};
+use crate::rows::TokenRows;
 
 /// Gemma's RMSNorm: `x * rsqrt(mean(x²) + eps) * (1 + w)`.
 ///
@@ -571,11 +572,24 @@ impl Gemma {
             ),
             &device,
         );
-        let mut x = self.embed_tokens.forward(ids) * (self.config.hidden_size as f64).sqrt();
+        let mut x = self.embed(ids, &flat) * (self.config.hidden_size as f64).sqrt();
         for (i, layer) in self.layers.iter().take(layers).enumerate() {
             x = self.layer_forward(layer, i, x, &ctx, cache);
         }
         Ok(self.norm.forward(x))
+    }
+
+    /// Token embeddings of `ids` (`flat` on the host): replaced rows ([`TokenRows`]) are
+    /// swapped into a lookup of the frozen matrix instead of composing the whole matrix.
+    ///
+    /// # Shapes
+    /// `ids: [batch, seq]` → `[batch, seq, hidden]`
+    fn embed(&self, ids: Tensor<2, Int>, flat: &[u32]) -> Tensor<3> {
+        let weight = &self.embed_tokens.weight;
+        match weight.reparameterization::<TokenRows>() {
+            Some(rows) => rows.embed(weight.base(), ids, flat),
+            None => self.embed_tokens.forward(ids),
+        }
     }
 
     /// Projects hidden states to vocabulary logits (tied or separate head, final softcap).
@@ -589,8 +603,16 @@ impl Gemma {
                 // E · hᵀ keeps the [vocab, hidden] embedding contiguous (burn's `linear` with the
                 // transposed view copied the whole matrix on every call).
                 let [b, s, h] = hidden.dims();
-                let flat_t = hidden.reshape([b * s, h]).transpose();
-                let embed = self.embed_tokens.weight.val();
+                let flat = hidden.reshape([b * s, h]);
+                let flat_t = flat.clone().transpose();
+                let weight = &self.embed_tokens.weight;
+                let rows = weight.reparameterization::<TokenRows>();
+                // Replaced rows enter as their own columns below, never through `E'`.
+                let embed = if rows.is_some() {
+                    weight.base()
+                } else {
+                    weight.val()
+                };
                 let threads = cpu_split_threads(&embed.device());
                 let logits_t = if b * s <= 8 && threads > 1 {
                     // Decoding: a matrix-vector product that gemm runs on one thread, bound by
@@ -613,7 +635,12 @@ impl Gemma {
                 } else {
                     embed.matmul(flat_t)
                 };
-                logits_t.transpose().reshape([b, s, self.config.vocab_size])
+                let logits = logits_t.transpose();
+                let logits = match rows {
+                    Some(rows) => rows.replace_columns(flat, logits),
+                    None => logits,
+                };
+                logits.reshape([b, s, self.config.vocab_size])
             }
         };
         match self.config.final_logit_softcapping {

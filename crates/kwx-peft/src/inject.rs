@@ -4,54 +4,18 @@
 //! (`W' = W + scale · a·b`, burn's `[in, out]` layout, so `a = Aᵀ` and `b = Bᵀ`), which autodiff,
 //! the optimizer and `materialize` already understand. kwx adds what burn lacks: PEFT's targeting
 //! and scaling rules, factors loaded from a file rather than drawn at random, parameter ids that
-//! are stable across runs (so optimizer state resumes), trainable token rows ([`TokenRows`], a
-//! second reparameterization on the embedding that keeps the tie with the output head) and whole
-//! saved modules. kwx-core's model code is unchanged: it reads `param.val()` as it always did.
+//! are stable across runs (so optimizer state resumes), trainable token rows ([`TokenRows`],
+//! kwx-core's reparameterization of the embedding that keeps the tie with the output head) and
+//! whole saved modules. kwx-core computes both reparameterizations factored (`x·W + x·a·s·b`;
+//! the frozen matrix with the replaced rows swapped in), never composing the weight.
 
-use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterization, Reparameterizer};
+use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterizer};
 use burn::nn::Linear;
-use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
-use kwx_core::Gemma;
+use burn::tensor::Tensor;
+use kwx_core::{Gemma, TokenRows};
 
 use crate::adapter::{Adapter, LoraPair, linear_modules};
 use crate::error::{Error, Result};
-
-/// Trainable replacement rows of the embedding matrix (PEFT's `trainable_token_indices`):
-/// `E'[ids] = values`, every other row frozen. The output head reads the same `E'`, so the tie
-/// between input and output embeddings holds.
-#[derive(Module, Debug)]
-pub struct TokenRows {
-    /// The new rows, `[n, hidden]` (trainable).
-    pub values: Param<Tensor<2>>,
-    /// The rows they replace.
-    #[module(skip)]
-    pub ids: Vec<u32>,
-}
-
-impl Reparameterization for TokenRows {
-    const NAME: &'static str = "token_rows";
-
-    fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
-        if D != 2 || self.ids.is_empty() {
-            return base;
-        }
-        let shape = base.shape();
-        let dims = base.dims();
-        let w: Tensor<2> = base.reshape([dims[0], dims[1]]);
-        let n = self.ids.len();
-        let idx = Tensor::<1, Int>::from_data(
-            TensorData::new(
-                self.ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
-                [n],
-            ),
-            &w.device(),
-        );
-        let old = w.clone().select(0, idx.clone());
-        let values = self.values.val().cast(w.dtype());
-        w.select_assign(0, idx, values - old, IndexingUpdateOp::Add)
-            .reshape(shape)
-    }
-}
 
 /// Hands one prepared reparameterization to the single weight of a module.
 struct Fixed<R>(Option<R>);

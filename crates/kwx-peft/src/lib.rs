@@ -36,5 +36,6 @@ pub mod train;
 pub use adapter::{Adapter, LoraPair};
 pub use config::{LayerSelection, LoraConfig, TargetModules, TokenIndices};
 pub use error::{Error, Result};
-pub use inject::{TokenRows, attach, extract, merge, unmerge};
+pub use inject::{attach, extract, merge, unmerge};
+pub use kwx_core::TokenRows;
 pub use set::AdapterSet;
