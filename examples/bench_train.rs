@@ -46,7 +46,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let _ = alloc::keep_freed_memory();
+    alloc::setup();
     let args = Args::parse();
     let config = match args.shape.as_str() {
         "small" => GemmaConfig::new(

@@ -93,7 +93,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let _ = alloc::keep_freed_memory();
+    alloc::setup();
     let args = Args::parse();
     let model = match &args.model {
         Some(p) => p.clone(),

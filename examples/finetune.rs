@@ -90,7 +90,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let _ = alloc::keep_freed_memory();
+    alloc::setup();
     let args = Args::parse();
     let mut config = match &args.config {
         Some(p) => TrainConfig::from_toml_file(p)?,
