@@ -132,6 +132,12 @@ impl AdapterDropout {
         self.seed
     }
 
+    /// The same probability with another seed (another pass).
+    #[must_use]
+    pub fn reseeded(self, seed: u64) -> Self {
+        Self { seed, ..self }
+    }
+
     /// The mask for linear `module` (`"self_attn.q_proj"`) of decoder layer `layer`, over `len`
     /// input values in row-major order: each `0` with probability `p`, else `1 / (1 - p)`
     /// (inverted dropout, as `torch.nn.Dropout`).

@@ -108,8 +108,8 @@ pub fn completion_loss_sum_with(
         return Ok((Tensor::zeros([1], &device), 0));
     }
     let hidden = match dropout {
-        Some(d) if d.p() > 0.0 => model.forward_hidden_with_dropout(&batch.input_ids, None, d)?,
-        _ => {
+        Some(d) => model.forward_hidden_with_dropout(&batch.input_ids, None, d)?,
+        None => {
             let mut cache = KvCache::disabled(model.layers.len());
             model.forward_hidden(&batch.input_ids, None, &mut cache)?
         }

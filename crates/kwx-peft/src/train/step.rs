@@ -103,9 +103,7 @@ fn train_step_here(
     let mut accumulator = GradientsAccumulator::<Gemma>::new();
     let mut loss_sum = 0.0f64;
     for (i, batch) in batches.iter().enumerate() {
-        let dropout = dropout
-            .map(|d| AdapterDropout::new(d.p(), mix(d.seed(), i as u64)))
-            .transpose()?;
+        let dropout = dropout.map(|d| d.reseeded(mix(d.seed(), i as u64)));
         let (sum, n) = completion_loss_sum_with(&model, batch, dropout)?;
         if n == 0 {
             continue;
