@@ -20,9 +20,12 @@ use std::time::Instant;
 use clap::Parser;
 use kwx::core::burn::tensor::Device;
 use kwx::core::config::gemma3_layer_types;
-use kwx::core::{Family, GemmaConfig, Rope};
+use kwx::core::{Family, GemmaConfig, Precision, Rope};
 use kwx::peft::LoraConfig;
-use kwx::peft::train::{MicroBatch, Mode, TrainConfig, optimizer, train_step, trainable_model};
+use kwx::peft::train::{
+    LossScaler, MicroBatch, Mode, TrainConfig, optimizer, train_step, train_step_scaled,
+    trainable_model,
+};
 use rand::{Rng, SeedableRng};
 
 #[derive(Parser, Debug)]
@@ -43,6 +46,30 @@ struct Args {
     /// Tokens per row.
     #[arg(long, default_value_t = 128)]
     seq: usize,
+    /// Matrix products in `f32`, `bf16` or `f16` (f16 with dynamic loss scaling).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// `cpu` (flex), `cuda` (built with `--features cuda`) or `wgpu` (`--features wgpu`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// The device `--device` names, if this build has its backend.
+fn device(name: &str) -> anyhow::Result<Device> {
+    match name {
+        "cpu" => Ok(Device::default()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(
+            kwx::core::burn::tensor::DeviceKind::DefaultDevice,
+        )),
+        other => anyhow::bail!(
+            "--device {other}: this build has cpu{}{}",
+            if cfg!(feature = "cuda") { ", cuda" } else { "" },
+            if cfg!(feature = "wgpu") { ", wgpu" } else { "" }
+        ),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,8 +100,8 @@ fn main() -> anyhow::Result<()> {
         "full" => (Mode::Full, false),
         other => anyhow::bail!("--mode {other}: use lora, lora-tokens or full"),
     };
-    let device = Device::default();
-    let base = config.init(&device)?;
+    let device = device(&args.device)?;
+    let base = config.init(&device)?.with_precision(args.precision)?;
     let mut lora = LoraConfig::new(8, 16.0);
     if token_rows {
         // The last 32 ids, as new tokens appended to a vocabulary would be.
@@ -101,6 +128,7 @@ fn main() -> anyhow::Result<()> {
         input_ids: rows,
     };
     let mut model = model;
+    let mut scaler = (args.precision == Precision::F16).then(|| LossScaler::new(65536.0, 2000));
     // Step 0 is the untimed warm-up.
     let mut started = Instant::now();
     let mut loss = 0.0;
@@ -109,7 +137,10 @@ fn main() -> anyhow::Result<()> {
             started = Instant::now();
         }
         let batches = std::slice::from_ref(&batch);
-        let (m, stats) = train_step(model, &mut optim, batches, 1e-4, 1.0, None)?;
+        let (m, stats) = match &mut scaler {
+            Some(s) => train_step_scaled(model, &mut optim, batches, 1e-4, 1.0, None, s)?,
+            None => train_step(model, &mut optim, batches, 1e-4, 1.0, None)?,
+        };
         model = m;
         loss = stats.loss;
     }
@@ -124,6 +155,8 @@ fn main() -> anyhow::Result<()> {
             "peer": "kwx",
             "shape": args.shape,
             "mode": args.mode,
+            "precision": args.precision.name(),
+            "device": args.device,
             "threads": threads,
             "batch": args.batch,
             "seq": args.seq,

@@ -72,6 +72,9 @@ struct Args {
     /// Validate every N steps.
     #[arg(long)]
     eval_every: Option<usize>,
+    /// Matrix products in `f32`, `bf16` or `f16` (trainable weights stay f32).
+    #[arg(long)]
+    precision: Option<kwx::core::Precision>,
     /// Validation examples scored by generation.
     #[arg(long)]
     eval_generate: Option<usize>,
@@ -109,7 +112,8 @@ fn main() -> anyhow::Result<()> {
         )*};
     }
     set!(max_steps => max_steps, epochs => epochs, lr => learning_rate, batch => micro_batch_size,
-         max_len => max_len, eval_every => eval_every, eval_generate => eval_generate);
+         max_len => max_len, eval_every => eval_every, eval_generate => eval_generate,
+         precision => precision);
     config.validate("command line")?;
 
     let model_path = match &args.model {

@@ -157,6 +157,19 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A precision the device's backend does not compute in.
+    #[error(
+        "precision {precision} is not supported by the backend of device {device}; use f32 or another device"
+    )]
+    UnsupportedPrecision {
+        /// The precision's name (`bf16`, `f16`).
+        precision: &'static str,
+        /// The device, as burn prints it.
+        device: String,
+    },
+    /// A precision name that is not one of `f32`, `bf16`, `f16`.
+    #[error("precision `{0}` is not one of f32, bf16, f16")]
+    UnknownPrecision(String),
     /// Reading a tensor back from the device failed.
     #[error("reading a tensor from the device: {0}")]
     Device(String),

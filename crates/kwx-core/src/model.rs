@@ -3,17 +3,18 @@
 //! One implementation for Gemma 1, 2 and 3, driven by [`GemmaConfig`]. It follows transformers'
 //! `models/gemma/modeling_gemma.py`, `gemma2/modeling_gemma2.py` and `gemma3/modeling_gemma3.py`
 //! (`GemmaRMSNorm`, `rotate_half`, `eager_attention_forward`, the decoder layers) and computes in
-//! f32 throughout.
+//! f32, or with its matrix products in bf16 or f16 ([`Precision`], autocast's split).
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::{self, attention};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
 
 use crate::config::{Activation, AttentionType, Family, GemmaConfig, Rope};
 use crate::error::{Error, Result};
+use crate::precision::Precision;
 use crate::rows::TokenRows;
 
 /// Gemma's RMSNorm: `x * rsqrt(mean(x²) + eps) * (1 + w)`.
@@ -77,24 +78,26 @@ impl Mlp {
     /// # Shapes
     /// `[batch, seq, hidden]` → `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<3>, activation: Activation) -> Tensor<3> {
-        self.forward_dropout(x, activation, None)
+        self.forward_dropout(x, activation, None, FloatDType::F32)
     }
 
-    /// [`Mlp::forward`] with `dropout` (and the layer's index) on adapter inputs.
+    /// [`Mlp::forward`] with `dropout` (and the layer's index) on adapter inputs and the
+    /// products in `dtype`.
     fn forward_dropout(
         &self,
         x: Tensor<3>,
         activation: Activation,
         dropout: Option<(&AdapterDropout, usize)>,
+        dtype: FloatDType,
     ) -> Tensor<3> {
         let drop = |name| dropout.map(|(d, layer)| (d, layer, name));
-        let gate = linear(&self.gate_proj, x.clone(), drop("mlp.gate_proj"));
+        let gate = linear(&self.gate_proj, x.clone(), drop("mlp.gate_proj"), dtype);
         let gate = match activation {
             Activation::GeluTanh => gelu_tanh(gate),
             Activation::Gelu => gelu(gate),
         };
-        let up = linear(&self.up_proj, x, drop("mlp.up_proj"));
-        linear(&self.down_proj, gate * up, drop("mlp.down_proj"))
+        let up = linear(&self.up_proj, x, drop("mlp.up_proj"), dtype);
+        linear(&self.down_proj, gate * up, drop("mlp.down_proj"), dtype)
     }
 }
 
@@ -173,22 +176,28 @@ type LinearDropout<'a> = Option<(&'a AdapterDropout, usize, &'static str)>;
 /// factored, `x·W + (drop(x)·a)·(s·b)`, as PEFT computes it: `W + s·a·b` and its weight-shaped
 /// gradient are never formed (for rank 8 on Gemma 3 270M's layers, the gradient of the factors
 /// costs `r/out` of a weight gradient), and the adapter's input can be dropped out.
-fn linear(lin: &Linear, x: Tensor<3>, dropout: LinearDropout<'_>) -> Tensor<3> {
+///
+/// The products run in `dtype` (operands cast on the way in, as autocast casts them; a cast to
+/// the type a tensor has is free) and the result comes back in `x`'s type.
+fn linear(lin: &Linear, x: Tensor<3>, dropout: LinearDropout<'_>, dtype: FloatDType) -> Tensor<3> {
+    let out = x.dtype();
+    let bias = lin.bias.as_ref().map(|b| b.val().cast(dtype));
     let Some(lora) = lin.weight.adapter() else {
-        return lin.forward(x);
+        return module::linear(x.cast(dtype), lin.weight.val().cast(dtype), bias).cast(out);
     };
-    let bias = lin.bias.as_ref().map(Param::val);
-    let y = module::linear(x.clone(), lin.weight.base(), bias);
+    let y = module::linear(x.clone().cast(dtype), lin.weight.base().cast(dtype), bias);
     let x = match dropout {
         Some((d, layer, name)) if d.p > 0.0 => {
             let dims = x.dims();
             let mask = d.mask(layer, name, dims.iter().product());
-            x.clone() * Tensor::<3>::from_data(TensorData::new(mask, dims), &x.device())
+            let mask = Tensor::<3>::from_data(TensorData::new(mask, dims), &x.device());
+            x.clone() * mask.cast(x.dtype())
         }
         _ => x,
     };
-    let down = module::linear(x, lora.a.val(), None);
-    y + module::linear(down, lora.b.val().mul_scalar(lora.scale), None)
+    let down = module::linear(x.cast(dtype), lora.a.val().cast(dtype), None);
+    let b = lora.b.val().mul_scalar(lora.scale).cast(dtype);
+    (y + module::linear(down, b, None)).cast(out)
 }
 
 /// `gelu_pytorch_tanh`, `0.5·x·(1 + tanh(z))` with `z = √(2/π)·(x + 0.044715·x³)`, computed as the
@@ -253,6 +262,8 @@ pub struct Gemma {
     pub lm_head: Option<Linear>,
     #[module(skip)]
     config: GemmaConfig,
+    #[module(skip)]
+    precision: Precision,
 }
 
 /// Cached keys and values of one layer, `[batch, kv_heads, slots, head_dim]`.
@@ -388,6 +399,7 @@ impl GemmaConfig {
             norm: norm(h),
             lm_head: (!self.tie_word_embeddings).then(|| linear(h, self.vocab_size)),
             config: self.clone(),
+            precision: Precision::F32,
         })
     }
 }
@@ -407,6 +419,7 @@ impl Gemma {
             norm,
             lm_head,
             config,
+            precision: Precision::F32,
         }
     }
 
@@ -418,6 +431,42 @@ impl Gemma {
     /// Records a new vocabulary size once [`crate::resize`] has rebuilt the embedding (and head).
     pub(crate) fn set_vocab_size(&mut self, vocab_size: usize) {
         self.config.vocab_size = vocab_size;
+    }
+
+    /// The type matrix products run in ([`Precision::F32`] unless set).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The model with its matrix products in `precision` from the next forward on (see
+    /// [`Precision`]); weights keep their types. An error names a device whose backend does not
+    /// compute in it.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        precision.check_device(&self.device())?;
+        self.precision = precision;
+        Ok(self)
+    }
+
+    /// Stores every frozen matrix (embedding, linear weights: parameters of two or more
+    /// dimensions that take no gradient) in the model's precision, once, instead of casting it
+    /// in every product; norm scales and trainable parameters keep their type (f32 master
+    /// weights). Outside autodiff every parameter is frozen. Cast before attaching adapters:
+    /// the mapping rebuilds each parameter.
+    ///
+    /// The embedding lookup then yields the half type too; it is widened to f32 as it enters the
+    /// residual stream, as every product's result is.
+    pub fn cast_frozen_matrices(self) -> Self {
+        struct Cast(FloatDType);
+        impl burn::module::ModuleMapper for Cast {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                if D < 2 || param.base().is_require_grad() {
+                    return param;
+                }
+                param.map(|t| t.cast(self.0))
+            }
+        }
+        let dtype = self.precision.dtype();
+        self.map(&mut Cast(dtype))
     }
 
     /// The device the weights live on.
@@ -578,7 +627,10 @@ impl Gemma {
             ),
             &device,
         );
-        let mut x = self.embed(ids, &flat) * (self.config.hidden_size as f64).sqrt();
+        // The embedding enters in the products' type, as a stored half matrix gives it (see
+        // `cast_frozen_matrices`), and is widened to f32 for the residual stream.
+        let x = self.embed(ids, &flat).cast(self.precision.dtype());
+        let mut x = x.cast(FloatDType::F32) * (self.config.hidden_size as f64).sqrt();
         for (i, layer) in self.layers.iter().take(layers).enumerate() {
             x = self.layer_forward(layer, i, x, &ctx, cache);
         }
@@ -603,9 +655,12 @@ impl Gemma {
     /// # Shapes
     /// `[batch, seq, hidden]` → `[batch, seq, vocab]`
     pub fn project(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let out = hidden.dtype();
+        let dtype = self.precision.dtype();
         let logits = match &self.lm_head {
-            Some(head) => head.forward(hidden),
+            Some(head) => linear(head, hidden, None, dtype),
             None => {
+                let hidden = hidden.cast(dtype);
                 // E · hᵀ keeps the [vocab, hidden] embedding contiguous (burn's `linear` with the
                 // transposed view copied the whole matrix on every call).
                 let [b, s, h] = hidden.dims();
@@ -618,7 +673,8 @@ impl Gemma {
                     weight.base()
                 } else {
                     weight.val()
-                };
+                }
+                .cast(dtype);
                 let threads = cpu_split_threads(&embed.device());
                 let logits_t = if b * s <= 8 && threads > 1 {
                     // Decoding: a matrix-vector product that gemm runs on one thread, bound by
@@ -646,7 +702,7 @@ impl Gemma {
                     Some(rows) => rows.replace_columns(flat, logits),
                     None => logits,
                 };
-                logits.reshape([b, s, self.config.vocab_size])
+                logits.reshape([b, s, self.config.vocab_size]).cast(out)
             }
         };
         match self.config.final_logit_softcapping {
@@ -723,15 +779,17 @@ impl Gemma {
         let h = layer.input_layernorm.forward(x.clone());
         let h = self.attention_forward(&layer.self_attn, index, h, ctx, cache);
         let drop = ctx.dropout.as_ref().map(|d| (d, index));
+        let dtype = self.precision.dtype();
         match (
             &layer.pre_feedforward_layernorm,
             &layer.post_feedforward_layernorm,
         ) {
             (Some(pre), Some(post)) => {
                 let x = x + layer.post_attention_layernorm.forward(h);
-                let m = layer
-                    .mlp
-                    .forward_dropout(pre.forward(x.clone()), cfg.activation, drop);
+                let m =
+                    layer
+                        .mlp
+                        .forward_dropout(pre.forward(x.clone()), cfg.activation, drop, dtype);
                 x + post.forward(m)
             }
             _ => {
@@ -740,6 +798,7 @@ impl Gemma {
                     layer.post_attention_layernorm.forward(x.clone()),
                     cfg.activation,
                     drop,
+                    dtype,
                 );
                 x + m
             }
@@ -763,15 +822,19 @@ impl Gemma {
         );
         let split = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, hd]).swap_dims(1, 2);
         let drop = |name| ctx.dropout.as_ref().map(|d| (d, index, name));
+        let dtype = self.precision.dtype();
         let mut q = split(
-            linear(&attn.q_proj, x.clone(), drop("self_attn.q_proj")),
+            linear(&attn.q_proj, x.clone(), drop("self_attn.q_proj"), dtype),
             heads,
         );
         let mut k = split(
-            linear(&attn.k_proj, x.clone(), drop("self_attn.k_proj")),
+            linear(&attn.k_proj, x.clone(), drop("self_attn.k_proj"), dtype),
             kv_heads,
         );
-        let v = split(linear(&attn.v_proj, x, drop("self_attn.v_proj")), kv_heads);
+        let v = split(
+            linear(&attn.v_proj, x, drop("self_attn.v_proj"), dtype),
+            kv_heads,
+        );
         if let Some(norm) = &attn.q_norm {
             q = norm.forward(q);
         }
@@ -784,8 +847,11 @@ impl Gemma {
         } else {
             (&ctx.cos_global, &ctx.sin_global, &ctx.mask_global)
         };
-        let q = apply_rope(q, cos, sin);
-        let k = apply_rope(k, cos, sin);
+        // Attention (and the cache) in the products' type: scores and the weighted sum are
+        // products; the backend's kernel keeps its softmax in f32.
+        let q = apply_rope(q, cos, sin).cast(dtype);
+        let k = apply_rope(k, cos, sin).cast(dtype);
+        let v = v.cast(dtype);
 
         let (k, v) = match &cache.layers[index] {
             Some(past) => (
@@ -830,7 +896,9 @@ impl Gemma {
             &attn.o_proj,
             out.swap_dims(1, 2).reshape([batch, seq, heads * hd]),
             drop("self_attn.o_proj"),
+            dtype,
         )
+        .cast(FloatDType::F32)
     }
 }
 
@@ -926,6 +994,8 @@ fn build_mask(
 mod tests {
     #![allow(clippy::unwrap_used)] // test helpers
     use super::*;
+
+    const F32: FloatDType = FloatDType::F32;
 
     /// Hands one LoRA adapter to a linear layer's weight.
     struct Attach(Option<burn::module::LoraAdapter>);
@@ -1027,13 +1097,13 @@ mod tests {
             }
         };
         let ones = vec![1.0; rows * inp];
-        close(linear(&lin, xt.clone(), None), &expect(&ones));
+        close(linear(&lin, xt.clone(), None, F32), &expect(&ones));
         close(lin.forward(xt.clone()), &expect(&ones));
         let d = AdapterDropout::new(0.5, 11).unwrap();
         let mask = d.mask(2, "mlp.up_proj", rows * inp);
         assert!(mask.contains(&0.0) && mask.contains(&2.0));
         close(
-            linear(&lin, xt.clone(), Some((&d, 2, "mlp.up_proj"))),
+            linear(&lin, xt.clone(), Some((&d, 2, "mlp.up_proj")), F32),
             &expect(&mask),
         );
         // A linear without an adapter ignores dropout.
@@ -1051,15 +1121,95 @@ mod tests {
             scale,
         })));
         let want: Vec<f32> = plain.forward(xt.clone()).into_data().try_to_vec().unwrap();
-        let got: Vec<f32> = linear(&plain, xt.clone(), Some((&d, 2, "mlp.up_proj")))
+        let got: Vec<f32> = linear(&plain, xt.clone(), Some((&d, 2, "mlp.up_proj")), F32)
             .into_data()
             .try_to_vec()
             .unwrap();
         assert_eq!(got, want);
         close(
-            linear(&zero_side, xt, Some((&d, 2, "mlp.up_proj"))),
+            linear(&zero_side, xt, Some((&d, 2, "mlp.up_proj")), F32),
             &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
         );
+    }
+
+    /// In bf16 and f16 every product takes rounded operands and gives a rounded result, as
+    /// autocast computes: the LoRA linear against f64 arithmetic that rounds where the half
+    /// types round (`x`, `W`, `a`, `s·b`, each product, the sum). Every output is a value of the
+    /// half type (it went through it) and within one of its steps of the emulation; most are
+    /// equal to it.
+    #[test]
+    fn half_precision_linear_rounds_operands_and_every_product() {
+        let device = Device::default();
+        let (rows, inp, out, r, scale) = (8, 24, 12, 4, 1.75f32);
+        let t2 =
+            |v: Vec<f32>, d: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, d), &device);
+        let (w, a, b, x) = (
+            values(inp * out, 5),
+            values(inp * r, 6),
+            values(r * out, 7),
+            values(rows * inp, 8),
+        );
+        let lin = Linear {
+            weight: Param::from_tensor(t2(w.clone(), [inp, out])),
+            bias: None,
+        }
+        .apply_reparameterization(Attach(Some(burn::module::LoraAdapter {
+            a: Param::from_tensor(t2(a.clone(), [inp, r])),
+            b: Param::from_tensor(t2(b.clone(), [r, out])),
+            scale: f64::from(scale),
+        })));
+        let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [2, 4, inp]), &device);
+        type Round = fn(f32) -> f32;
+        let cases: [(FloatDType, Round, f32); 2] = [
+            (
+                FloatDType::BF16,
+                |v| half::bf16::from_f32(v).to_f32(),
+                2f32.powi(-8),
+            ),
+            (
+                FloatDType::F16,
+                |v| half::f16::from_f32(v).to_f32(),
+                2f32.powi(-11),
+            ),
+        ];
+        for (dtype, round, unit) in cases {
+            let rd = |v: &[f32]| v.iter().map(|&v| round(v)).collect::<Vec<_>>();
+            let sb: Vec<f32> = b.iter().map(|&v| round(v * scale)).collect();
+            let (x, w, a) = (rd(&x), rd(&w), rd(&a));
+            let product = |lhs: &[f32], rhs: &[f32], n: usize, k: usize, m: usize| {
+                let mut y = vec![0.0f32; n * m];
+                for i in 0..n {
+                    for o in 0..m {
+                        let s: f64 = (0..k)
+                            .map(|j| f64::from(lhs[i * k + j]) * f64::from(rhs[j * m + o]))
+                            .sum();
+                        y[i * m + o] = round(s as f32);
+                    }
+                }
+                y
+            };
+            let base = product(&x, &w, rows, inp, out);
+            let down = product(&x, &a, rows, inp, r);
+            let side = product(&down, &sb, rows, r, out);
+            let want: Vec<f32> = base.iter().zip(&side).map(|(p, q)| round(p + q)).collect();
+            let got = linear(&lin, xt.clone(), None, dtype);
+            assert_eq!(got.dtype(), burn::tensor::DType::F32, "{dtype:?}");
+            let got: Vec<f32> = got.into_data().try_to_vec().unwrap();
+            let mut equal = 0;
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(round(*g), *g, "{dtype:?}: {g} is not a value of the type");
+                assert!(
+                    (g - w).abs() <= w.abs() * unit * 2.0 + 1e-6,
+                    "{dtype:?}: {g} vs {w}"
+                );
+                equal += usize::from(g == w);
+            }
+            assert!(
+                equal * 10 >= got.len() * 9,
+                "{dtype:?}: {equal} of {}",
+                got.len()
+            );
+        }
     }
 
     #[test]

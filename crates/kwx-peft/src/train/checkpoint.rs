@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::step::LossScaler;
 use super::trainer::{EvalRecord, StepRecord};
 use crate::error::{Error, Result};
 
@@ -32,6 +33,9 @@ pub(crate) struct TrainerState {
     pub(crate) config: serde_json::Value,
     pub(crate) steps: Vec<StepRecord>,
     pub(crate) evals: Vec<EvalRecord>,
+    /// f16 training: the dynamic loss scale and its growth count.
+    #[serde(default)]
+    pub(crate) loss_scaler: Option<LossScaler>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,6 +4,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use kwx_core::Precision;
+
 use super::schedule::Decay;
 use crate::config::LoraConfig;
 use crate::error::{Error, Result};
@@ -96,6 +98,14 @@ pub struct TrainConfig {
     pub save_every: usize,
     /// Checkpoints to keep (the best is kept separately) (default 2).
     pub keep_last: usize,
+    /// The type matrix products run in: `"f32"`, `"bf16"` or `"f16"` (default f32). Trainable
+    /// weights stay f32 either way; LoRA stores the frozen base in the half type; f16 scales
+    /// the loss dynamically. See [`kwx_core::Precision`].
+    pub precision: Precision,
+    /// f16 only: the first loss scale (default 65536, as PyTorch's `GradScaler`).
+    pub initial_loss_scale: f64,
+    /// f16 only: finite steps in a row after which the loss scale doubles (default 2000).
+    pub loss_scale_growth_interval: usize,
 }
 
 impl Default for TrainConfig {
@@ -125,6 +135,9 @@ impl Default for TrainConfig {
             early_stopping_patience: 0,
             save_every: 50,
             keep_last: 2,
+            precision: Precision::F32,
+            initial_loss_scale: 65536.0,
+            loss_scale_growth_interval: 2000,
         }
     }
 }
@@ -189,6 +202,17 @@ impl TrainConfig {
         }
         if self.keep_last == 0 {
             return bad("keep_last", "keep at least one checkpoint");
+        }
+        if !(self.initial_loss_scale.is_finite()
+            && self.initial_loss_scale >= super::step::LossScaler::MIN_SCALE)
+        {
+            return bad(
+                "initial_loss_scale",
+                "must be a positive number (2^-24 or more)",
+            );
+        }
+        if self.loss_scale_growth_interval == 0 {
+            return bad("loss_scale_growth_interval", "must be at least 1 step");
         }
         if self.early_stopping_patience > 0
             && self.best_metric == BestMetric::F1

@@ -24,7 +24,7 @@ pub use data::{Prepared, prepare, read_records, split_eval};
 pub use loss::{MicroBatch, completion_loss_sum, completion_loss_sum_with};
 pub use metrics::{KeywordCounts, KeywordScores, parse_keywords};
 pub use schedule::{Decay, Schedule};
-pub use step::{StepStats, optimizer, train_step, trainable_model};
+pub use step::{LossScaler, StepStats, optimizer, train_step, train_step_scaled, trainable_model};
 pub use trainer::{
     EvalExample, EvalRecord, Event, Outcome, StepRecord, TrainData, Trainer, load_full_checkpoint,
 };

@@ -5,6 +5,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup, Param
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use kwx_core::{AdapterDropout, Gemma};
+use serde::{Deserialize, Serialize};
 
 use super::config::{Mode, TrainConfig};
 use super::loss::{MicroBatch, completion_loss_sum_with};
@@ -22,12 +23,66 @@ pub struct StepStats {
     pub grad_norm: f64,
     /// Label tokens in the step.
     pub label_tokens: usize,
+    /// Whether the update was skipped: with loss scaling, a step whose scaled gradients
+    /// overflowed changes no weight (the scaler backs off instead).
+    pub skipped: bool,
+}
+
+/// Dynamic loss scaling for f16 training, as PyTorch's `GradScaler` does it: the loss is
+/// multiplied by `scale` before the backward pass, so gradients that f16 would flush to zero
+/// stay representable, and the gradients are divided by it before clipping and the update. A
+/// step whose gradients overflow is skipped and halves the scale; `growth_interval` finite
+/// steps in a row double it. bf16 has f32's range and needs none of this.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScaler {
+    /// The current scale.
+    pub scale: f64,
+    /// Finite steps since the scale last changed.
+    pub good_steps: usize,
+    /// Finite steps in a row after which the scale doubles.
+    pub growth_interval: usize,
+}
+
+impl LossScaler {
+    /// The scale below which an overflowing step is an error rather than a back-off: f16's
+    /// smallest subnormal, 2⁻²⁴. A loss that overflows at this scale overflows in the forward
+    /// pass, where no scaling helps.
+    pub const MIN_SCALE: f64 = 5.960_464_477_539_063e-8;
+
+    /// A scaler starting at `scale` (PyTorch: 65,536) that doubles after `growth_interval`
+    /// finite steps (PyTorch: 2,000).
+    pub fn new(scale: f64, growth_interval: usize) -> Self {
+        Self {
+            scale,
+            good_steps: 0,
+            growth_interval,
+        }
+    }
+
+    /// Records a step: finite gradients count towards growth, overflow halves the scale.
+    fn update(&mut self, finite: bool) {
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps >= self.growth_interval {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+        } else {
+            self.scale *= 0.5;
+            self.good_steps = 0;
+        }
+    }
 }
 
 /// `base` made trainable on the autodiff wrapper of its device: LoRA freezes the base and
 /// attaches `initial` (or a fresh adapter from `lora` and `seed`); full training tracks every
 /// weight. Parameter ids are derived from names, so optimizer state saved by one process
 /// resumes in another.
+///
+/// The model keeps `base`'s [`Precision`](kwx_core::Precision): under bf16 or f16 LoRA stores
+/// the frozen base matrices in that type (half their memory, no cast per step) while the
+/// adapter, saved modules and token rows train in f32; full training keeps f32 master weights
+/// and casts them into each product.
 pub fn trainable_model(
     base: Gemma,
     mode: Mode,
@@ -41,6 +96,12 @@ pub fn trainable_model(
             let adapter = match initial {
                 Some(a) => a.clone(),
                 None => Adapter::init(&base, lora, seed)?,
+            };
+            // After the adapter copied what it trains from the f32 base.
+            let base = if base.precision().is_half() {
+                base.cast_frozen_matrices()
+            } else {
+                base
             };
             attach(base, &adapter)
         }
@@ -88,7 +149,34 @@ pub fn train_step(
     max_grad_norm: f64,
     dropout: Option<AdapterDropout>,
 ) -> Result<(Gemma, StepStats)> {
-    rayon::scope(|_| train_step_here(model, optim, batches, lr, max_grad_norm, dropout))
+    rayon::scope(|_| train_step_here(model, optim, batches, lr, max_grad_norm, dropout, None))
+}
+
+/// [`train_step`] with dynamic loss scaling (f16 training; see [`LossScaler`]): the backward
+/// pass runs on the loss times `scaler.scale` and the gradients are unscaled before clipping.
+/// A step whose loss or gradients are not finite is skipped ([`StepStats::skipped`]: no weight
+/// or optimizer state changes) and halves the scale; only once the scale falls below
+/// [`LossScaler::MIN_SCALE`] is it an error.
+pub fn train_step_scaled(
+    model: Gemma,
+    optim: &mut ModuleOptimizer,
+    batches: &[MicroBatch],
+    lr: f64,
+    max_grad_norm: f64,
+    dropout: Option<AdapterDropout>,
+    scaler: &mut LossScaler,
+) -> Result<(Gemma, StepStats)> {
+    rayon::scope(|_| {
+        train_step_here(
+            model,
+            optim,
+            batches,
+            lr,
+            max_grad_norm,
+            dropout,
+            Some(scaler),
+        )
+    })
 }
 
 fn train_step_here(
@@ -98,8 +186,10 @@ fn train_step_here(
     lr: f64,
     max_grad_norm: f64,
     dropout: Option<AdapterDropout>,
+    scaler: Option<&mut LossScaler>,
 ) -> Result<(Gemma, StepStats)> {
     let label_tokens: usize = batches.iter().map(MicroBatch::label_tokens).sum();
+    let scale = scaler.as_ref().map_or(1.0, |s| s.scale);
     let mut accumulator = GradientsAccumulator::<Gemma>::new();
     let mut loss_sum = 0.0f64;
     for (i, batch) in batches.iter().enumerate() {
@@ -109,41 +199,56 @@ fn train_step_here(
             continue;
         }
         loss_sum += f64::from(sum.clone().into_scalar::<f32>());
-        let grads = sum.div_scalar(label_tokens as f64).backward();
+        let grads = sum.mul_scalar(scale / label_tokens as f64).backward();
         accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
     }
+    let mut stats = StepStats {
+        loss: 0.0,
+        grad_norm: 0.0,
+        label_tokens,
+        skipped: false,
+    };
     if label_tokens == 0 {
-        let stats = StepStats {
-            loss: 0.0,
-            grad_norm: 0.0,
-            label_tokens,
-        };
         return Ok((model, stats));
     }
-    let loss = loss_sum / label_tokens as f64;
+    stats.loss = loss_sum / label_tokens as f64;
     let non_finite = |what: &'static str, loss: f64| Error::NonFiniteLoss {
         step: 0,
         what,
         loss,
         last_checkpoint: None,
     };
-    if !loss.is_finite() {
-        return Err(non_finite("loss", loss));
-    }
     let mut grads = accumulator.grads();
-    let grad_norm = clip_grad_norm(&model, &mut grads, max_grad_norm);
-    if !grad_norm.is_finite() {
-        return Err(non_finite("gradient norm", grad_norm));
+    if scale != 1.0 {
+        scale_grads(&model, &mut grads, 1.0 / scale);
+    }
+    stats.grad_norm = if stats.loss.is_finite() {
+        clip_grad_norm(&model, &mut grads, max_grad_norm)
+    } else {
+        stats.loss
+    };
+    let finite = stats.grad_norm.is_finite();
+    if let Some(scaler) = scaler {
+        scaler.update(finite);
+        if !finite {
+            if scaler.scale < LossScaler::MIN_SCALE {
+                let (what, value) = if stats.loss.is_finite() {
+                    ("gradient norm at the smallest loss scale", stats.grad_norm)
+                } else {
+                    ("loss at the smallest loss scale", stats.loss)
+                };
+                return Err(non_finite(what, value));
+            }
+            stats.skipped = true;
+            return Ok((model, stats));
+        }
+    } else if !stats.loss.is_finite() {
+        return Err(non_finite("loss", stats.loss));
+    } else if !finite {
+        return Err(non_finite("gradient norm", stats.grad_norm));
     }
     let model = optim.step(lr, model, grads);
-    Ok((
-        model,
-        StepStats {
-            loss,
-            grad_norm,
-            label_tokens,
-        },
-    ))
+    Ok((model, stats))
 }
 
 /// Two seeds mixed into one (splitmix64's finalizer over their combination).
@@ -232,6 +337,22 @@ fn clip_grad_norm(model: &Gemma, grads: &mut GradientsParams, max_norm: f64) -> 
             }
         }
     }
+    let mut sum = SumSq { grads, total: None };
+    model.visit(&mut sum);
+    let norm = sum
+        .total
+        .map_or(0.0, |t| f64::from(t.into_scalar::<f32>()).sqrt());
+    if max_norm > 0.0 && norm.is_finite() {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            scale_grads(model, grads, coef);
+        }
+    }
+    norm
+}
+
+/// Multiplies every gradient of `model`'s parameters by `factor`.
+fn scale_grads(model: &Gemma, grads: &mut GradientsParams, factor: f64) {
     struct Scale<'g> {
         grads: &'g mut GradientsParams,
         factor: f64,
@@ -243,19 +364,5 @@ fn clip_grad_norm(model: &Gemma, grads: &mut GradientsParams, max_norm: f64) -> 
             }
         }
     }
-    let mut sum = SumSq { grads, total: None };
-    model.visit(&mut sum);
-    let norm = sum
-        .total
-        .map_or(0.0, |t| f64::from(t.into_scalar::<f32>()).sqrt());
-    if max_norm > 0.0 && norm.is_finite() {
-        let coef = max_norm / (norm + 1e-6);
-        if coef < 1.0 {
-            model.visit(&mut Scale {
-                grads,
-                factor: coef,
-            });
-        }
-    }
-    norm
+    model.visit(&mut Scale { grads, factor });
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use kwx_core::{AdapterDropout, Gemma, GemmaTokenizer, GenerationConfig, Generator};
+use kwx_core::{AdapterDropout, Gemma, GemmaTokenizer, GenerationConfig, Generator, Precision};
 use kwx_data::training::TrainingExample;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -20,7 +20,9 @@ use super::config::{BestMetric, Mode, TrainConfig};
 use super::loss::{MicroBatch, completion_loss_sum};
 use super::metrics::{KeywordCounts, KeywordScores};
 use super::schedule::Schedule;
-use super::step::{optimizer, train_step, trainable_count, trainable_model};
+use super::step::{
+    LossScaler, optimizer, train_step, train_step_scaled, trainable_count, trainable_model,
+};
 use crate::adapter::{Adapter, write_atomic};
 use crate::error::{Error, Result};
 use crate::inject::extract;
@@ -56,11 +58,12 @@ pub struct StepRecord {
     pub step: usize,
     /// Epochs completed, fractional.
     pub epoch: f64,
-    /// Mean loss per label token over the step's micro-batches.
+    /// Mean loss per label token over the step's micro-batches (0 for a skipped step whose
+    /// loss overflowed).
     pub loss: f64,
     /// Learning rate used.
     pub lr: f64,
-    /// Global gradient norm before clipping.
+    /// Global gradient norm before clipping (0 for a skipped step: its gradients overflowed).
     pub grad_norm: f64,
     /// Label tokens in the step.
     pub label_tokens: usize,
@@ -68,6 +71,13 @@ pub struct StepRecord {
     pub tokens: usize,
     /// Tokens per second over this step.
     pub tokens_per_s: f64,
+    /// f16 training: the loss scale the step ran at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// f16 training: the step's scaled gradients overflowed, so no weight changed and the
+    /// scale was halved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 /// One validation, as logged.
@@ -293,14 +303,15 @@ impl<'a> Trainer<'a> {
             let step = state.step + 1;
             let lr = schedule.lr(state.step);
             let dropout = self.dropout(step)?;
-            let (next, stats) = match train_step(
-                model,
-                &mut optim,
-                &batches,
-                lr,
-                self.config.max_grad_norm,
-                dropout,
-            ) {
+            let loss_scale = state.loss_scaler.map(|s| s.scale);
+            let max_norm = self.config.max_grad_norm;
+            let result = match &mut state.loss_scaler {
+                Some(scaler) => {
+                    train_step_scaled(model, &mut optim, &batches, lr, max_norm, dropout, scaler)
+                }
+                None => train_step(model, &mut optim, &batches, lr, max_norm, dropout),
+            };
+            let (next, stats) = match result {
                 Ok(r) => r,
                 Err(Error::NonFiniteLoss { what, loss, .. }) => {
                     return Err(Error::NonFiniteLoss {
@@ -313,7 +324,8 @@ impl<'a> Trainer<'a> {
                 Err(e) => return Err(e),
             };
             model = next;
-            let (loss, grad_norm) = (stats.loss, stats.grad_norm);
+            let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+            let (loss, grad_norm) = (finite(stats.loss), finite(stats.grad_norm));
             state.step = step;
             let elapsed = started.elapsed().as_secs_f64();
             let record = StepRecord {
@@ -325,6 +337,8 @@ impl<'a> Trainer<'a> {
                 label_tokens,
                 tokens,
                 tokens_per_s: tokens as f64 / elapsed.max(1e-9),
+                loss_scale,
+                skipped: stats.skipped,
             };
             append_line(&mut metrics, &metrics_path, "step", &record)?;
             on_event(Event::Step(&record));
@@ -393,6 +407,12 @@ impl<'a> Trainer<'a> {
                 config,
                 steps: Vec::new(),
                 evals: Vec::new(),
+                loss_scaler: (self.config.precision == Precision::F16).then(|| {
+                    LossScaler::new(
+                        self.config.initial_loss_scale,
+                        self.config.loss_scale_growth_interval,
+                    )
+                }),
             });
         };
         let state = checkpoint::read_state(dir)?;
@@ -421,6 +441,7 @@ impl<'a> Trainer<'a> {
             lora.task_type = Some("CAUSAL_LM".into());
         }
         let (mode, seed) = (self.config.mode, self.config.seed);
+        let base = base.with_precision(self.config.precision)?;
         let model = match (resume_from, mode) {
             (Some(dir), Mode::Lora) => {
                 let adapter = Adapter::load(dir.join(ADAPTER_DIR), &base)?;

@@ -1,0 +1,137 @@
+//! Matrix products in bf16 and f16 ([`Precision`]) on transformers' tiny checkpoints of every
+//! family (randomised norms, softcaps that bite, prompts three times the sliding window): the
+//! logits stay within the half type's error of transformers' f32 logits, storing the frozen
+//! weights in the half type changes no bit, and the KV cache holds the half type.
+#![allow(clippy::unwrap_used)] // test helpers
+
+use std::path::PathBuf;
+
+use burn::tensor::{DType, Device};
+use kwx_core::{Gemma, Precision};
+
+const CASES: [&str; 4] = [
+    "gemma1_mha_f32",
+    "gemma2_gqa_bf16",
+    "gemma3_mqa_f16_v4config",
+    "gemma3_gqa_sharded_bf16",
+];
+
+fn dir(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gemma")
+        .join(case)
+}
+
+/// transformers' f32 logits and the prompt they were computed for.
+fn expected(case: &str) -> (Vec<u32>, Vec<f32>) {
+    let d = dir(case);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("expected.json")).unwrap()).unwrap();
+    let ids = json["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let bytes = std::fs::read(d.join("expected.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let logits = st
+        .tensor("logits")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (ids, logits)
+}
+
+fn load(case: &str, precision: Precision) -> Gemma {
+    Gemma::from_pretrained(dir(case), &Device::default())
+        .unwrap()
+        .with_precision(precision)
+        .unwrap()
+}
+
+fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    assert_eq!(t.dtype(), DType::F32, "results come back in f32");
+    t.into_data().try_into_vec::<f32>().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn half_precision_logits_stay_within_the_types_error_of_transformers_f32() {
+    for case in CASES {
+        let (ids, want) = expected(case);
+        let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        for (precision, bound) in [(Precision::Bf16, 0.08), (Precision::F16, 0.012)] {
+            let model = load(case, precision);
+            assert_eq!(model.precision(), precision);
+            let got = to_vec(model.logits(&ids).unwrap());
+            let diff = max_diff(&got, &want);
+            eprintln!("{case} {precision}: max |Δlogit| {diff} (logits up to {scale})");
+            assert!(
+                diff <= bound * scale,
+                "{case} {precision}: max |Δlogit| = {diff}, logits up to {scale}"
+            );
+            // The products did run in the half type: f32 is within 1e-4 of these logits.
+            assert!(diff > 1e-3, "{case} {precision}: {diff} is f32's error");
+
+            // Storing the frozen weights in the half type rounds them where every product
+            // rounded them anyway: not one bit changes.
+            let stored = model.cast_frozen_matrices();
+            assert_eq!(
+                stored.embed_tokens.weight.val().dtype(),
+                precision.dtype().into()
+            );
+            let q = stored.layers[0].self_attn.q_proj.weight.val().dtype();
+            assert_eq!(q, precision.dtype().into());
+            assert_eq!(
+                stored.norm.weight.val().dtype(),
+                DType::F32,
+                "norms stay f32"
+            );
+            let same = to_vec(stored.logits(&ids).unwrap()) == got;
+            assert!(
+                same,
+                "{case} {precision}: stored half weights changed the logits"
+            );
+        }
+    }
+}
+
+#[test]
+fn half_precision_kv_cache_decoding_follows_the_full_forward() {
+    for case in CASES {
+        let (ids, _) = expected(case);
+        let model = load(case, Precision::Bf16).cast_frozen_matrices();
+        let full = to_vec(model.logits(&ids).unwrap());
+        let scale = full.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let mut cache = model.new_cache();
+        let mut got = Vec::new();
+        let mut start = 0;
+        for len in [5, 3].into_iter().chain(std::iter::repeat(1)) {
+            if start >= ids.len() {
+                break;
+            }
+            let end = (start + len).min(ids.len());
+            let h = model
+                .forward_hidden(&[ids[start..end].to_vec()], None, &mut cache)
+                .unwrap();
+            got.extend(to_vec(model.project(h)));
+            start = end;
+        }
+        let diff = max_diff(&got, &full);
+        eprintln!("{case}: cached vs full {diff} (logits up to {scale})");
+        assert!(
+            diff <= 0.05 * scale,
+            "{case}: cached vs full max diff {diff}"
+        );
+    }
+}
