@@ -13,7 +13,7 @@ use kwx_core::tokenizers::{
     AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
     Tokenizer, TokenizerImpl,
 };
-use kwx_core::{Family, GemmaConfig, GemmaTokenizer, Rope};
+use kwx_core::{Family, GemmaConfig, GemmaTokenizer, Precision, Rope};
 use kwx_data::builder::DatasetBuilder;
 use kwx_data::dictionary::Dictionary;
 use kwx_data::jsonl::InstructionRecord;
@@ -112,6 +112,16 @@ fn tiny_model(tokenizer: &GemmaTokenizer, pad_id: u32) -> kwx_core::Gemma {
 
 #[test]
 fn tiny_gemma_learns_to_extract_keywords() {
+    learns(Precision::F32);
+}
+
+/// Full fine-tuning with bf16 products over f32 master weights learns as well.
+#[test]
+fn tiny_gemma_learns_with_bf16_products() {
+    learns(Precision::Bf16);
+}
+
+fn learns(precision: Precision) {
     let (train, eval) = records();
     let tokenizer = tokenizer(&train);
     let prepared = prepare(&tokenizer, &train, &eval, 160).unwrap();
@@ -132,19 +142,22 @@ fn tiny_gemma_learns_to_extract_keywords() {
         eval_generate: 60,
         max_new_tokens: 24,
         save_every: 0,
+        precision,
         ..TrainConfig::default()
     };
     let out = tempfile::tempdir().unwrap();
     let trainer = Trainer::new(train_config, out.path(), data)
         .unwrap()
         .with_tokenizer(&tokenizer);
-    let before = trainer.evaluate(&model, 0).unwrap();
+    let before = trainer
+        .evaluate(&model.clone().with_precision(precision).unwrap(), 0)
+        .unwrap();
     let started = std::time::Instant::now();
     let outcome = trainer.run(model, false, |_| {}).unwrap();
     let after = outcome.evals.last().unwrap();
     let (b, a) = (before.scores.unwrap(), after.scores.unwrap());
     eprintln!(
-        "F1 {:.3} -> {:.3} (P {:.3} R {:.3}, valid JSON {:.2}); eval loss {:.3} -> {:.3}; {:.1} s",
+        "{precision}: F1 {:.3} -> {:.3} (P {:.3} R {:.3}, valid JSON {:.2}); eval loss {:.3} -> {:.3}; {:.1} s",
         b.f1,
         a.f1,
         a.precision,

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
-use kwx_core::Gemma;
+use kwx_core::{Gemma, Precision};
 use kwx_data::training::TrainingExample;
 use kwx_peft::train::{Event, Mode, TrainConfig, TrainData, Trainer};
 use kwx_peft::{Error, LoraConfig};
@@ -56,8 +56,14 @@ fn config() -> TrainConfig {
 }
 
 fn config_for(mode: Mode) -> TrainConfig {
+    let lora = mode == Mode::Lora;
     TrainConfig {
         mode,
+        // LoRA trains in f16 with a scale that overflows at first and grows back into overflow
+        // (growth every 3 finite steps): the resumed run must continue the scaler's state.
+        precision: if lora { Precision::F16 } else { Precision::F32 },
+        initial_loss_scale: 2f64.powi(22),
+        loss_scale_growth_interval: 3,
         // Dropout on: a resumed run must redraw the masks of the unbroken one.
         lora: LoraConfig::new(4, 8.0).with_dropout(0.1),
         max_steps: STEPS,
@@ -157,6 +163,23 @@ fn kill_and_resume(mode: Mode, test_name: &str) {
             a.step
         );
         assert_eq!(a.lr.to_bits(), b.lr.to_bits(), "step {}", a.step);
+        assert_eq!(
+            (a.loss_scale, a.skipped),
+            (b.loss_scale, b.skipped),
+            "step {}",
+            a.step
+        );
+    }
+    if mode == Mode::Lora {
+        let scales: Vec<(f64, bool)> = reference
+            .steps
+            .iter()
+            .map(|s| (s.loss_scale.unwrap(), s.skipped))
+            .collect();
+        eprintln!("loss scales and skips: {scales:?}");
+        let skipped = scales.iter().filter(|s| s.1).count();
+        let grew = scales.windows(2).any(|w| w[1].0 > w[0].0);
+        assert!(skipped > 0 && grew, "the scaler must move: {scales:?}");
     }
     let evals = |o: &kwx_peft::train::Outcome| -> Vec<(usize, u64)> {
         o.evals
@@ -211,6 +234,8 @@ fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
     let config = TrainConfig {
         learning_rate: 1e30,
         warmup_steps: 0,
+        // Without loss scaling, whose overflow handling tests/precision.rs checks.
+        precision: Precision::F32,
         max_grad_norm: 0.0,
         eval_every: 0,
         ..config()

@@ -9,44 +9,14 @@ mod common;
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use common::{base, fixtures, values};
+use common::{
+    base, fixtures, floats, micro_batches, record, train_5step_config, train_5step_data, values,
+};
 use kwx_core::{Gemma, SafetensorsSource, WeightSource};
-use kwx_data::training::TrainingExample;
-use kwx_peft::train::{Decay, MicroBatch, TrainConfig, TrainData, Trainer, completion_loss_sum};
+use kwx_peft::train::{MicroBatch, Trainer, completion_loss_sum};
 use kwx_peft::{Adapter, attach};
 
 const TOL: f64 = 1e-4;
-
-fn record() -> serde_json::Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("train_5step/record.json")).unwrap(),
-    )
-    .unwrap()
-}
-
-fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
-fn micro_batches() -> Vec<MicroBatch> {
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("train_5step/batches.json")).unwrap(),
-    )
-    .unwrap();
-    json["micro_batches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|mb| MicroBatch {
-            input_ids: serde_json::from_value(mb["input_ids"].clone()).unwrap(),
-            labels: serde_json::from_value(mb["labels"].clone()).unwrap(),
-        })
-        .collect()
-}
 
 fn max_diff(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
@@ -108,38 +78,9 @@ fn first_step_gradients_equal_peft() {
 fn five_adamw_steps_equal_peft() {
     let base = base();
     let initial = Adapter::load(fixtures().join("train_5step/initial_adapter"), &base).unwrap();
-    let rows: Vec<TrainingExample> = micro_batches()
-        .into_iter()
-        .flat_map(|mb| mb.input_ids.into_iter().zip(mb.labels))
-        .enumerate()
-        .map(|(index, (input_ids, labels))| TrainingExample {
-            index,
-            attention_mask: vec![1; input_ids.len()],
-            input_ids,
-            labels,
-        })
-        .collect();
-    let config = TrainConfig {
-        max_steps: 5,
-        micro_batch_size: 2,
-        gradient_accumulation_steps: 2,
-        learning_rate: 1e-2,
-        warmup_steps: 2,
-        lr_scheduler: Decay::Linear,
-        weight_decay: 0.1,
-        adam_epsilon: 1e-8,
-        max_grad_norm: 1.0,
-        eval_every: 0,
-        save_every: 0,
-        keep_last: 1,
-        ..TrainConfig::default()
-    };
+    let config = train_5step_config();
     let out = tempfile::tempdir().unwrap();
-    let data = TrainData {
-        train: rows,
-        pad_id: 0,
-        ..TrainData::default()
-    };
+    let data = train_5step_data();
     let trainer = Trainer::new(config, out.path(), data)
         .unwrap()
         .with_adapter(initial)

@@ -252,5 +252,15 @@ mod tests {
         std::fs::write(&p, "micro_batch_size = 0\n").unwrap();
         let e = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
         assert!(e.contains("micro_batch_size"), "{e}");
+        std::fs::write(&p, "precision = \"bf16\"\n").unwrap();
+        let c = TrainConfig::from_toml_file(&p).unwrap();
+        assert_eq!(c.precision, Precision::Bf16);
+        assert_eq!(TrainConfig::default().precision, Precision::F32);
+        std::fs::write(&p, "seed = 1\nprecision = \"fp16\"\n").unwrap();
+        let e = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
+        assert!(e.contains("fp16") && e.contains("line 2"), "{e}");
+        std::fs::write(&p, "initial_loss_scale = 0.0\n").unwrap();
+        let e = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
+        assert!(e.contains("initial_loss_scale"), "{e}");
     }
 }

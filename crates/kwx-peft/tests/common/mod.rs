@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
 use kwx_core::{Gemma, SafetensorsSource, WeightSource};
+use kwx_data::training::TrainingExample;
+use kwx_peft::train::{Decay, MicroBatch, TrainConfig, TrainData};
 
 /// `tests/fixtures/peft`.
 pub fn fixtures() -> PathBuf {
@@ -48,4 +50,78 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// `train_5step/record.json`: the reference run's losses, gradient norms and learning rates.
+pub fn record() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("train_5step/record.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A JSON array of numbers.
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// The reference run's two micro-batches (the same every step).
+pub fn micro_batches() -> Vec<MicroBatch> {
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("train_5step/batches.json")).unwrap(),
+    )
+    .unwrap();
+    json["micro_batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|mb| MicroBatch {
+            input_ids: serde_json::from_value(mb["input_ids"].clone()).unwrap(),
+            labels: serde_json::from_value(mb["labels"].clone()).unwrap(),
+        })
+        .collect()
+}
+
+/// The reference run's micro-batches as training data, in order (micro-batch size 2).
+pub fn train_5step_data() -> TrainData {
+    let rows: Vec<TrainingExample> = micro_batches()
+        .into_iter()
+        .flat_map(|mb| mb.input_ids.into_iter().zip(mb.labels))
+        .enumerate()
+        .map(|(index, (input_ids, labels))| TrainingExample {
+            index,
+            attention_mask: vec![1; input_ids.len()],
+            input_ids,
+            labels,
+        })
+        .collect();
+    TrainData {
+        train: rows,
+        pad_id: 0,
+        ..TrainData::default()
+    }
+}
+
+/// The reference run's settings: AdamW (weight decay 0.1, ε 1e-8), linear warmup 2 then linear
+/// decay over 5 steps, two micro-batches per step, clipping at 1.0.
+pub fn train_5step_config() -> TrainConfig {
+    TrainConfig {
+        max_steps: 5,
+        micro_batch_size: 2,
+        gradient_accumulation_steps: 2,
+        learning_rate: 1e-2,
+        warmup_steps: 2,
+        lr_scheduler: Decay::Linear,
+        weight_decay: 0.1,
+        adam_epsilon: 1e-8,
+        max_grad_norm: 1.0,
+        eval_every: 0,
+        save_every: 0,
+        keep_last: 1,
+        ..TrainConfig::default()
+    }
 }
