@@ -3,8 +3,12 @@
 
 One training step = forward on random token ids with labels, attention by --attn (default sdpa,
 transformers' default) (every position labelled; transformers
-shifts them internally), loss.backward(), AdamW step, zero_grad. f32, eager attention, random
-weights. After one untimed warm-up step, --steps steps are timed. Prints one JSON line:
+shifts them internally), loss.backward(), AdamW step, zero_grad. Random weights.
+
+--precision as kwx's (TrainConfig.precision): f32; or bf16/f16 products under
+torch.autocast("cpu") with f32 master weights, where LoRA loads the frozen base in the half type
+(PEFT keeps the adapter in f32, autocast_adapter_dtype) and f16 scales the loss with
+torch.amp.GradScaler (initial scale 65536, growth interval 2000). After one untimed warm-up step, --steps steps are timed. Prints one JSON line:
     {"peer": "torch+peft", "shape", "mode", "threads", "batch", "seq",
      "tokens_per_s", "step_s", "peak_rss_mib", ...}
 peak_rss_mib is the process's peak resident set (getrusage ru_maxrss), model build included.
@@ -74,6 +78,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32")
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
                     help="transformers' attention implementation (sdpa is its default)")
     args = ap.parse_args()
@@ -83,6 +88,9 @@ def main():
     cfg = config(args.shape, args.attn)
     model = Gemma3ForCausalLM(cfg).to(torch.float32)
     total_params = sum(p.numel() for p in model.parameters())
+    half = {"f32": None, "bf16": torch.bfloat16, "f16": torch.float16}[args.precision]
+    if args.mode in ("lora", "lora-tokens") and half is not None:
+        model = model.to(half)  # the frozen base in the half type; the adapter stays f32
     if args.mode in ("lora", "lora-tokens"):
         tokens = list(range(cfg.vocab_size - 32, cfg.vocab_size)) if args.mode == "lora-tokens" else None
         model = get_peft_model(
@@ -99,10 +107,18 @@ def main():
     ids = torch.randint(3, cfg.vocab_size, (args.batch, args.seq), generator=g)
     mask = torch.ones_like(ids)
 
+    scaler = torch.amp.GradScaler("cpu", init_scale=65536.0, growth_interval=2000) if args.precision == "f16" else None
+
     def step():
-        loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
-        loss.backward()
-        opt.step()
+        with torch.autocast("cpu", dtype=half, enabled=half is not None):
+            loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
@@ -116,6 +132,7 @@ def main():
         "peer": "torch+peft",
         "shape": args.shape,
         "mode": args.mode,
+        "precision": args.precision,
         "threads": args.threads,
         "batch": args.batch,
         "seq": args.seq,
