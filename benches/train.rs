@@ -1,13 +1,15 @@
 //! Training step speed (forward, backward, AdamW) on the 5.9M-parameter Gemma 3 of issue 5
 //! (vocab 8000, hidden 256, 4 layers, 4 heads, 1 KV head, head_dim 64, intermediate 1024),
-//! batch 8 × 128, every position labelled: LoRA (r 8, all linear layers) and full.
+//! batch 8 × 128, every position labelled: LoRA (r 8, all linear layers) and full, in f32, and
+//! LoRA with bf16 products over a bf16 base (`Precision::Bf16`; on the CPU backend bf16 products
+//! are widened to f32, so this measures the price of the casts there).
 //!
 //! The 270M-shaped run and the PyTorch + PEFT side are `scripts/bench_train_compare.sh`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kwx::core::burn::tensor::Device;
-use kwx::core::{Family, GemmaConfig, Rope};
+use kwx::core::{Family, GemmaConfig, Precision, Rope};
 use kwx::peft::LoraConfig;
 use kwx::peft::train::{MicroBatch, Mode, TrainConfig, optimizer, train_step, trainable_model};
 
@@ -50,8 +52,15 @@ fn bench(c: &mut Criterion) {
     }];
     let mut group = c.benchmark_group("train_step_small_8x128");
     group.sample_size(10);
-    for (name, mode) in [("lora_r8", Mode::Lora), ("full", Mode::Full)] {
-        let base = small().init(&device).expect("init");
+    for (name, mode, precision) in [
+        ("lora_r8", Mode::Lora, Precision::F32),
+        ("full", Mode::Full, Precision::F32),
+        ("lora_r8_bf16", Mode::Lora, Precision::Bf16),
+    ] {
+        let base = small()
+            .init(&device)
+            .and_then(|m| m.with_precision(precision))
+            .expect("init");
         let mut model =
             Some(trainable_model(base, mode, &LoraConfig::new(8, 16.0), 0, None).expect("model"));
         let config = TrainConfig {
