@@ -177,10 +177,17 @@ fn main() -> anyhow::Result<()> {
         }
         Event::Step(s) => {
             bar.set_position(s.step as u64);
-            let line = format!(
+            let mut line = format!(
                 "loss {:.4} lr {:.2e} {:.0} tok/s",
                 s.loss, s.lr, s.tokens_per_s
             );
+            if let Some(scale) = s.loss_scale {
+                line += &format!(" scale {scale}");
+            }
+            if s.skipped {
+                // f16: the scaled gradients overflowed; the scale halves, no weight changed.
+                line += " (step skipped: gradients overflowed)";
+            }
             if bar.is_hidden() && s.step % 10 == 0 {
                 eprintln!("step {}/{}: {line}", s.step, bar.length().unwrap_or(0));
             }
