@@ -101,6 +101,8 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("--mode {other}: use lora, lora-tokens or full"),
     };
     let device = device(&args.device)?;
+    // Seeded: the same random model (and losses) every run.
+    device.seed(0);
     let base = config.init(&device)?.with_precision(args.precision)?;
     let mut lora = LoraConfig::new(8, 16.0);
     if token_rows {
