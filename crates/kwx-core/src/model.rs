@@ -854,9 +854,10 @@ impl Gemma {
         let v = v.cast(dtype);
 
         let (k, v) = match &cache.layers[index] {
+            // A cache filled under another precision joins in this one's type.
             Some(past) => (
-                Tensor::cat(vec![past.keys.clone(), k], 2),
-                Tensor::cat(vec![past.values.clone(), v], 2),
+                Tensor::cat(vec![past.keys.clone().cast(dtype), k], 2),
+                Tensor::cat(vec![past.values.clone().cast(dtype), v], 2),
             ),
             None => (k, v),
         };

@@ -133,5 +133,23 @@ fn half_precision_kv_cache_decoding_follows_the_full_forward() {
             diff <= 0.05 * scale,
             "{case}: cached vs full max diff {diff}"
         );
+
+        // A cache filled in f32 continues under bf16 (the past is cast to the new type).
+        let f32_model = load(case, Precision::F32);
+        let mut cache = f32_model.new_cache();
+        let half = ids.len() / 2;
+        f32_model
+            .forward_hidden(&[ids[..half].to_vec()], None, &mut cache)
+            .unwrap();
+        let rest = model
+            .forward_hidden(&[ids[half..].to_vec()], None, &mut cache)
+            .unwrap();
+        let rest = to_vec(model.project(rest));
+        let vocab = model.config().vocab_size;
+        let diff = max_diff(&rest, &full[half * vocab..]);
+        assert!(
+            diff <= 0.05 * scale,
+            "{case}: f32 cache continued in bf16: {diff}"
+        );
     }
 }
