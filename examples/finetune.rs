@@ -254,10 +254,12 @@ fn describe(e: &train::EvalRecord) -> String {
 }
 
 fn plot(outcome: &Outcome, path: &std::path::Path) -> anyhow::Result<()> {
+    // Steps f16 loss scaling skipped are left out: their loss may have overflowed (logged as 0).
     let steps = |f: &dyn Fn(&train::StepRecord) -> f64| -> Vec<(f64, f64)> {
         outcome
             .steps
             .iter()
+            .filter(|s| !s.skipped)
             .map(|s| (s.step as f64, f(s)))
             .collect()
     };
