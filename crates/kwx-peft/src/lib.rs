@@ -7,7 +7,7 @@
 //! - [`LoraConfig`]: PEFT's `LoraConfig` (names, meaning, matching rules, `adapter_config.json`).
 //! - [`Adapter`]: an adapter's tensors in PEFT's layout; [`Adapter::load`] / [`Adapter::save`]
 //!   read and write PEFT 0.21's folder format.
-//! - [`attach`], [`extract`], [`merge`], [`unmerge`]: the adapter on the model, built on burn's
+//! - [`attach`], [`extract`](fn@extract), [`merge`], [`unmerge`]: the adapter on the model, built on burn's
 //!   own LoRA reparameterization; [`AdapterSet`] switches adapters per request.
 //! - [`train`]: the trainer (AdamW, warmup + decay, token-normalised accumulation, clipping,
 //!   completion-only loss, evaluation, early stopping, checkpoints that resume exactly).
