@@ -7,10 +7,12 @@
 //! - [`LoraConfig`]: PEFT's `LoraConfig` (names, meaning, matching rules, `adapter_config.json`).
 //! - [`Adapter`]: an adapter's tensors in PEFT's layout; [`Adapter::load`] / [`Adapter::save`]
 //!   read and write PEFT 0.21's folder format.
-//! - [`attach`], [`extract`](fn@extract), [`merge`], [`unmerge`]: the adapter on the model, built on burn's
-//!   own LoRA reparameterization; [`AdapterSet`] switches adapters per request.
+//! - [`attach`], [`extract`](fn@extract), [`merge`], [`unmerge`]: the adapter on the model,
+//!   built on burn's own LoRA reparameterization; [`AdapterSet`] switches adapters per request.
 //! - [`train`]: the trainer (AdamW, warmup + decay, token-normalised accumulation, clipping,
-//!   completion-only loss, evaluation, early stopping, checkpoints that resume exactly).
+//!   completion-only loss, evaluation, early stopping, checkpoints that resume exactly), in f32
+//!   or with bf16/f16 products over f32 master weights ([`kwx_core::Precision`], f16 with
+//!   dynamic loss scaling).
 //!
 //! kwx-core knows nothing of LoRA: an adapted weight is an ordinary burn parameter whose value is
 //! `W + scale·a·b`.
