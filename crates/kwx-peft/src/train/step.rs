@@ -199,7 +199,14 @@ fn train_step_here(
             continue;
         }
         loss_sum += f64::from(sum.clone().into_scalar::<f32>());
-        let grads = sum.mul_scalar(scale / label_tokens as f64).backward();
+        let mean = sum.div_scalar(label_tokens as f64);
+        // A power of two (as the scaler keeps it) scales exactly.
+        let scaled = if scale == 1.0 {
+            mean
+        } else {
+            mean.mul_scalar(scale)
+        };
+        let grads = scaled.backward();
         accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
     }
     let mut stats = StepStats {
