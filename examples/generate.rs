@@ -56,6 +56,10 @@ struct Args {
     /// Stop string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
+    /// Matrix products in `f32`, `bf16` or `f16` (weights then stored in that type); for GPUs:
+    /// the CPU backend widens half products to f32, so on CPU f32 is much faster.
+    #[arg(long, default_value = "f32")]
+    precision: kwx::core::Precision,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +69,12 @@ fn main() -> anyhow::Result<()> {
     let (model, tokenizer) =
         Gemma::load_with_tokenizer(&args.model, args.tokenizer.as_deref(), &device)
             .with_context(|| format!("loading {}", args.model.display()))?;
+    let model = model.with_precision(args.precision)?;
+    let model = if args.precision.is_half() {
+        model.cast_frozen_matrices()
+    } else {
+        model
+    };
     eprintln!("loaded in {:.1}s", t0.elapsed().as_secs_f32());
 
     let prompt = if args.chat {

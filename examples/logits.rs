@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example logits -- --model DIR|FILE.gguf [--adapter DIR] --ids 2,17,250 [--greedy N]
+//!     [--precision bf16]
 //! ```
 //! Output, one JSON object on stdout:
 //! `{"logits": [[f32; vocab] for every position], "greedy": [N ids]}`, where `greedy` are N tokens
@@ -32,13 +33,21 @@ struct Args {
     /// Greedy tokens to generate after the ids.
     #[arg(long, default_value_t = 0)]
     greedy: usize,
+    /// Matrix products in `f32`, `bf16` or `f16` (weights then stored in that type); for GPUs:
+    /// the CPU backend widens half products to f32, so on CPU f32 is much faster.
+    #[arg(long, default_value = "f32")]
+    precision: kwx::core::Precision,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = Device::default();
     let mut model = Gemma::load(&args.model, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+        .with_context(|| format!("loading {}", args.model.display()))?
+        .with_precision(args.precision)?;
+    if args.precision.is_half() {
+        model = model.cast_frozen_matrices();
+    }
     if let Some(dir) = &args.adapter {
         let adapter = kwx::peft::Adapter::load(dir, &model)
             .with_context(|| format!("loading adapter {}", dir.display()))?;
