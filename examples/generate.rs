@@ -69,12 +69,7 @@ fn main() -> anyhow::Result<()> {
     let (model, tokenizer) =
         Gemma::load_with_tokenizer(&args.model, args.tokenizer.as_deref(), &device)
             .with_context(|| format!("loading {}", args.model.display()))?;
-    let model = model.with_precision(args.precision)?;
-    let model = if args.precision.is_half() {
-        model.cast_frozen_matrices()
-    } else {
-        model
-    };
+    let model = model.with_precision(args.precision)?.cast_frozen_matrices();
     eprintln!("loaded in {:.1}s", t0.elapsed().as_secs_f32());
 
     let prompt = if args.chat {

@@ -44,10 +44,8 @@ fn main() -> anyhow::Result<()> {
     let device = Device::default();
     let mut model = Gemma::load(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?
-        .with_precision(args.precision)?;
-    if args.precision.is_half() {
-        model = model.cast_frozen_matrices();
-    }
+        .with_precision(args.precision)?
+        .cast_frozen_matrices();
     if let Some(dir) = &args.adapter {
         let adapter = kwx::peft::Adapter::load(dir, &model)
             .with_context(|| format!("loading adapter {}", dir.display()))?;

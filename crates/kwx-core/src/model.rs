@@ -450,8 +450,9 @@ impl Gemma {
     /// Stores every frozen matrix (embedding, linear weights: parameters of two or more
     /// dimensions that take no gradient) in the model's precision, once, instead of casting it
     /// in every product; norm scales and trainable parameters keep their type (f32 master
-    /// weights). Outside autodiff every parameter is frozen. Cast before attaching adapters:
-    /// the mapping rebuilds each parameter.
+    /// weights). Outside autodiff every parameter is frozen. Under [`Precision::F32`] the model
+    /// comes back as it was. Cast before attaching adapters: the mapping rebuilds each
+    /// parameter.
     ///
     /// The embedding lookup then yields the half type too; it is widened to f32 as it enters the
     /// residual stream, as every product's result is.
@@ -464,6 +465,9 @@ impl Gemma {
                 }
                 param.map(|t| t.cast(self.0))
             }
+        }
+        if !self.precision.is_half() {
+            return self;
         }
         let dtype = self.precision.dtype();
         self.map(&mut Cast(dtype))
@@ -1019,6 +1023,35 @@ mod tests {
         (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
     }
 
+    /// An `[inp, out]` matrix of `v` (row-major).
+    fn matrix(v: &[f32], [inp, out]: [usize; 2]) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(v.to_vec(), [inp, out]), &Device::default())
+    }
+
+    /// A bias-free linear `w: [inp, out]`, with burn's LoRA `a: [inp, r]`, `b: [r, out]`,
+    /// `scale` attached when `lora` is given.
+    fn linear_with(
+        w: &[f32],
+        [inp, out]: [usize; 2],
+        lora: Option<(&[f32], &[f32], usize, f64)>,
+    ) -> Linear {
+        let lin = Linear {
+            weight: Param::from_tensor(matrix(w, [inp, out])),
+            bias: None,
+        };
+        let Some((a, b, r, scale)) = lora else {
+            return lin;
+        };
+        let adapter = burn::module::LoraAdapter {
+            a: Param::from_tensor(matrix(a, [inp, r])),
+            b: Param::from_tensor(matrix(b, [r, out])),
+            scale,
+        };
+        let lin = lin.apply_reparameterization(Attach(Some(adapter)));
+        assert!(lin.weight.adapter().is_some());
+        lin
+    }
+
     #[test]
     fn adapter_dropout_masks_are_seeded_inverted_and_per_module() {
         let d = AdapterDropout::new(0.25, 7).unwrap();
@@ -1049,25 +1082,13 @@ mod tests {
     fn lora_linear_is_factored_and_drops_only_the_adapter_input() {
         let device = Device::default();
         let (rows, inp, out, r, scale) = (6, 7, 5, 3, 1.75);
-        let t2 =
-            |v: Vec<f32>, d: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, d), &device);
         let (w, a, b, x) = (
             values(inp * out, 1),
             values(inp * r, 2),
             values(r * out, 3),
             values(rows * inp, 4),
         );
-        let lin = Linear {
-            weight: Param::from_tensor(t2(w.clone(), [inp, out])),
-            bias: None,
-        };
-        let lora = burn::module::LoraAdapter {
-            a: Param::from_tensor(t2(a.clone(), [inp, r])),
-            b: Param::from_tensor(t2(b.clone(), [r, out])),
-            scale,
-        };
-        let lin = lin.apply_reparameterization(Attach(Some(lora)));
-        assert!(lin.weight.adapter().is_some());
+        let lin = linear_with(&w, [inp, out], Some((&a, &b, r, scale)));
         let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [2, 3, inp]), &device);
         let expect = |mask: &[f32]| -> Vec<f64> {
             let mut y = vec![0.0f64; rows * out];
@@ -1108,19 +1129,9 @@ mod tests {
             &expect(&mask),
         );
         // A linear without an adapter ignores dropout.
-        let plain = Linear {
-            weight: Param::from_tensor(t2(w.clone(), [inp, out])),
-            bias: None,
-        };
-        let zero_side = Linear {
-            weight: Param::from_tensor(t2(w, [inp, out])),
-            bias: None,
-        }
-        .apply_reparameterization(Attach(Some(burn::module::LoraAdapter {
-            a: Param::from_tensor(t2(a, [inp, r])),
-            b: Param::from_tensor(Tensor::zeros([r, out], &device)),
-            scale,
-        })));
+        let plain = linear_with(&w, [inp, out], None);
+        let zeros = vec![0.0; r * out];
+        let zero_side = linear_with(&w, [inp, out], Some((&a, &zeros, r, scale)));
         let want: Vec<f32> = plain.forward(xt.clone()).into_data().try_to_vec().unwrap();
         let got: Vec<f32> = linear(&plain, xt.clone(), Some((&d, 2, "mlp.up_proj")), F32)
             .into_data()
@@ -1142,23 +1153,13 @@ mod tests {
     fn half_precision_linear_rounds_operands_and_every_product() {
         let device = Device::default();
         let (rows, inp, out, r, scale) = (8, 24, 12, 4, 1.75f32);
-        let t2 =
-            |v: Vec<f32>, d: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, d), &device);
         let (w, a, b, x) = (
             values(inp * out, 5),
             values(inp * r, 6),
             values(r * out, 7),
             values(rows * inp, 8),
         );
-        let lin = Linear {
-            weight: Param::from_tensor(t2(w.clone(), [inp, out])),
-            bias: None,
-        }
-        .apply_reparameterization(Attach(Some(burn::module::LoraAdapter {
-            a: Param::from_tensor(t2(a.clone(), [inp, r])),
-            b: Param::from_tensor(t2(b.clone(), [r, out])),
-            scale: f64::from(scale),
-        })));
+        let lin = linear_with(&w, [inp, out], Some((&a, &b, r, f64::from(scale))));
         let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [2, 4, inp]), &device);
         type Round = fn(f32) -> f32;
         let cases: [(FloatDType, Round, f32); 2] = [

@@ -5,60 +5,13 @@
 //! f32/bf16/f16 weights, one sharded checkpoint and one transformers-4.x config.json.
 #![allow(clippy::unwrap_used)] // test helpers
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::Device;
+use common::{GEMMA_CASES as CASES, expected, gemma_fixture as dir, max_diff};
 use kwx_core::{AttentionType, Gemma, GenerationConfig, Generator, KvCache, Rope};
 
-const CASES: [&str; 4] = [
-    "gemma1_mha_f32",
-    "gemma2_gqa_bf16",
-    "gemma3_mqa_f16_v4config",
-    "gemma3_gqa_sharded_bf16",
-];
 const TOL: f32 = 1e-4;
-
-fn dir(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gemma")
-        .join(case)
-}
-
-struct Expected {
-    ids: Vec<u32>,
-    greedy: Vec<u32>,
-    logits: Vec<f32>,
-    json: serde_json::Value,
-}
-
-fn expected(case: &str) -> Expected {
-    let d = dir(case);
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("expected.json")).unwrap()).unwrap();
-    let ids = |k: &str| {
-        json[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    };
-    let bytes = std::fs::read(d.join("expected.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let logits = st
-        .tensor("logits")
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    Expected {
-        ids: ids("input_ids"),
-        greedy: ids("greedy"),
-        logits,
-        json,
-    }
-}
 
 fn load(case: &str) -> Gemma {
     Gemma::from_pretrained(dir(case), &Device::default()).unwrap()
@@ -66,15 +19,6 @@ fn load(case: &str) -> Gemma {
 
 fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().unwrap()
-}
-
-/// Largest absolute difference, asserting equal lengths.
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

@@ -4,49 +4,14 @@
 //! weights in the half type changes no bit, and the KV cache holds the half type.
 #![allow(clippy::unwrap_used)] // test helpers
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::{DType, Device};
+use common::{GEMMA_CASES as CASES, expected, gemma_fixture, max_diff};
 use kwx_core::{Gemma, Precision};
 
-const CASES: [&str; 4] = [
-    "gemma1_mha_f32",
-    "gemma2_gqa_bf16",
-    "gemma3_mqa_f16_v4config",
-    "gemma3_gqa_sharded_bf16",
-];
-
-fn dir(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gemma")
-        .join(case)
-}
-
-/// transformers' f32 logits and the prompt they were computed for.
-fn expected(case: &str) -> (Vec<u32>, Vec<f32>) {
-    let d = dir(case);
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("expected.json")).unwrap()).unwrap();
-    let ids = json["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
-    let bytes = std::fs::read(d.join("expected.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let logits = st
-        .tensor("logits")
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    (ids, logits)
-}
-
 fn load(case: &str, precision: Precision) -> Gemma {
-    Gemma::from_pretrained(dir(case), &Device::default())
+    Gemma::from_pretrained(gemma_fixture(case), &Device::default())
         .unwrap()
         .with_precision(precision)
         .unwrap()
@@ -57,18 +22,12 @@ fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().unwrap()
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn half_precision_logits_stay_within_the_types_error_of_transformers_f32() {
     for case in CASES {
-        let (ids, want) = expected(case);
+        let common::Expected {
+            ids, logits: want, ..
+        } = expected(case);
         let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         for (precision, bound) in [(Precision::Bf16, 0.08), (Precision::F16, 0.012)] {
             let model = load(case, precision);
@@ -109,7 +68,7 @@ fn half_precision_logits_stay_within_the_types_error_of_transformers_f32() {
 #[test]
 fn half_precision_kv_cache_decoding_follows_the_full_forward() {
     for case in CASES {
-        let (ids, _) = expected(case);
+        let ids = expected(case).ids;
         let model = load(case, Precision::Bf16).cast_frozen_matrices();
         let full = to_vec(model.logits(&ids).unwrap());
         let scale = full.iter().fold(0.0f32, |m, x| m.max(x.abs()));

@@ -98,12 +98,7 @@ pub fn trainable_model(
                 None => Adapter::init(&base, lora, seed)?,
             };
             // After the adapter copied what it trains from the f32 base.
-            let base = if base.precision().is_half() {
-                base.cast_frozen_matrices()
-            } else {
-                base
-            };
-            attach(base, &adapter)
+            attach(base.cast_frozen_matrices(), &adapter)
         }
         Mode::Full => Ok(with_stable_ids(to_autodiff(base))),
     }
