@@ -25,6 +25,7 @@ pub mod error;
 pub mod extract;
 pub mod generate;
 pub mod gguf;
+pub mod head;
 pub mod home;
 pub mod loader;
 pub mod model;

@@ -1,7 +1,7 @@
 //! Micro-batches and the completion-only loss.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
+use kwx_core::head::LabelLoss;
 use kwx_core::{AdapterDropout, Gemma, KvCache};
 use kwx_data::training::{IGNORE_INDEX, TrainingExample};
 
@@ -69,7 +69,9 @@ impl MicroBatch {
 ///
 /// Only the hidden states at label positions are projected to the vocabulary: for a prompt of
 /// `p` tokens and an answer of `a`, the `[seq × vocab]` logits become `[a × vocab]` (Gemma 3's
-/// 262k-entry vocabulary makes that the largest tensor of a step otherwise).
+/// 262k-entry vocabulary makes that the largest tensor of a step otherwise), and those through
+/// [`Gemma::label_nll`]: a block of rows at a time, the gradient computed with the loss, so
+/// no `[a × vocab]` tensor waits for the backward pass.
 ///
 /// # Shapes
 /// `batch: [b][seq]` → scalar `[1]`
@@ -83,6 +85,47 @@ pub fn completion_loss_sum_with(
     batch: &MicroBatch,
     dropout: Option<AdapterDropout>,
 ) -> Result<(Tensor<1>, usize)> {
+    let device = model.device();
+    match completion_inputs(model, batch, dropout)? {
+        Some((picked, targets)) => {
+            let n = targets.len();
+            Ok((model.label_nll(picked, &targets)?, n))
+        }
+        None => Ok((Tensor::zeros([1], &device), 0)),
+    }
+}
+
+/// [`completion_loss_sum_with`] for a caller that scales the sum before `backward` (the
+/// trainer: 1 / label tokens, times the loss scale): the loss and a scalar whose gradient is
+/// `grad_scale` times its gradient ([`Gemma::label_nll_scaled`]), and the label count.
+pub(crate) fn completion_loss_sum_scaled(
+    model: &Gemma,
+    batch: &MicroBatch,
+    dropout: Option<AdapterDropout>,
+    grad_scale: f64,
+) -> Result<(LabelLoss, usize)> {
+    match completion_inputs(model, batch, dropout)? {
+        Some((picked, targets)) => {
+            let n = targets.len();
+            Ok((model.label_nll_scaled(picked, &targets, grad_scale)?, n))
+        }
+        None => Ok((
+            LabelLoss {
+                sum: 0.0,
+                scaled: None,
+            },
+            0,
+        )),
+    }
+}
+
+/// The final hidden states at `batch`'s label positions, `[n, hidden]`, and the labels there;
+/// `None` when it has none.
+fn completion_inputs(
+    model: &Gemma,
+    batch: &MicroBatch,
+    dropout: Option<AdapterDropout>,
+) -> Result<Option<(Tensor<2>, Vec<u32>)>> {
     let b = batch.input_ids.len();
     let seq = batch.input_ids.first().map_or(0, Vec::len);
     let mut rows = Vec::new();
@@ -98,14 +141,14 @@ pub fn completion_loss_sum_with(
                     )));
                 }
                 rows.push((r * seq + t) as i64);
-                targets.push(y);
+                targets.push(y as u32);
             }
         }
     }
     let n = rows.len();
     let device = model.device();
     if n == 0 {
-        return Ok((Tensor::zeros([1], &device), 0));
+        return Ok(None);
     }
     let hidden = match dropout {
         Some(d) => model.forward_hidden_with_dropout(&batch.input_ids, None, d)?,
@@ -117,11 +160,5 @@ pub fn completion_loss_sum_with(
     let h = model.config().hidden_size;
     let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
     let picked = hidden.reshape([b * seq, h]).select(0, idx);
-    let logits = model
-        .project(picked.reshape([1, n, h]))
-        .reshape([n, model.config().vocab_size]);
-    let logp = log_softmax(logits, 1);
-    let tgt = Tensor::<2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
-    let picked = logp.gather(1, tgt);
-    Ok((picked.sum().neg(), n))
+    Ok(Some((picked, targets)))
 }

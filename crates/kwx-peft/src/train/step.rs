@@ -8,7 +8,7 @@ use kwx_core::{AdapterDropout, Gemma};
 use serde::{Deserialize, Serialize};
 
 use super::config::{Mode, TrainConfig};
-use super::loss::{MicroBatch, completion_loss_sum_with};
+use super::loss::{MicroBatch, completion_loss_sum_scaled};
 use crate::adapter::Adapter;
 use crate::config::LoraConfig;
 use crate::error::{Error, Result};
@@ -189,17 +189,12 @@ fn train_step_here(
     let mut loss_sum = 0.0f64;
     for (i, batch) in batches.iter().enumerate() {
         let dropout = dropout.map(|d| d.reseeded(mix(d.seed(), i as u64)));
-        let (sum, n) = completion_loss_sum_with(&model, batch, dropout)?;
-        if n == 0 {
+        let grad_scale = scale / label_tokens as f64;
+        let (loss, n) = completion_loss_sum_scaled(&model, batch, dropout, grad_scale)?;
+        loss_sum += loss.sum;
+        // `None` only without labels: the model is on autodiff (`trainable_model`).
+        let Some(scaled) = loss.scaled.filter(|_| n > 0) else {
             continue;
-        }
-        loss_sum += f64::from(sum.clone().into_scalar::<f32>());
-        let mean = sum.div_scalar(label_tokens as f64);
-        // A power of two (as the scaler keeps it) scales exactly.
-        let scaled = if scale == 1.0 {
-            mean
-        } else {
-            mean.mul_scalar(scale)
         };
         let grads = scaled.backward();
         accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
