@@ -637,6 +637,68 @@ mod tests {
         );
     }
 
+    struct AttachLora(Option<burn::module::LoraAdapter>);
+
+    impl Reparameterizer for AttachLora {
+        type Reparam = burn::module::LoraAdapter;
+        fn reparameterize<const D: usize>(
+            &mut self,
+            path: &str,
+            param: Param<Tensor<D>>,
+        ) -> (Param<Tensor<D>>, Option<burn::module::LoraAdapter>) {
+            let take = D == 2 && path == "weight";
+            (param, if take { self.0.take() } else { None })
+        }
+    }
+
+    /// A `lm_head` with a LoRA adapter is computed through autodiff: the same value, and the
+    /// adapter's gradient scaled by `grad_scale`.
+    #[test]
+    fn adapted_lm_head_takes_the_composed_path() {
+        let device = Device::default().autodiff();
+        device.seed(11);
+        let mut m = model(Setup::Untied, None, Precision::F32, &device);
+        let head = m.lm_head.take().unwrap();
+        let frozen = Linear {
+            weight: Param::from_tensor(head.weight.val().detach()),
+            bias: None,
+        };
+        let random = |shape: [usize; 2]| {
+            Param::from_tensor(
+                Tensor::<2>::random(shape, Distribution::Normal(0.0, 0.5), &device).require_grad(),
+            )
+        };
+        let adapter = burn::module::LoraAdapter {
+            a: random([HIDDEN, 4]),
+            b: random([4, VOCAB]),
+            scale: 2.0,
+        };
+        m.lm_head = Some(frozen.apply_reparameterization(AttachLora(Some(adapter))));
+        let hidden = Tensor::<2>::random([6, HIDDEN], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        let targets = [1u32, 5, 9, 96, 0, 40];
+        let got = m.label_nll_scaled(hidden.clone(), &targets, 0.5).unwrap();
+        let want = m.label_nll_unfused(hidden.clone(), &targets).unwrap();
+        assert_eq!(got.sum as f32, values(want.clone())[0]);
+        let g_got = got.scaled.unwrap().backward();
+        let g_want = want.mul_scalar(0.5).backward();
+        let b = m
+            .lm_head
+            .as_ref()
+            .unwrap()
+            .weight
+            .adapter()
+            .unwrap()
+            .b
+            .val();
+        let (x, y) = (
+            values(b.grad(&g_got).unwrap()),
+            values(b.grad(&g_want).unwrap()),
+        );
+        assert!(y.iter().any(|v| v.abs() > 1e-3));
+        assert_eq!(x, y);
+    }
+
     #[test]
     fn bad_targets_and_scales_are_errors() {
         let device = Device::default();
