@@ -123,6 +123,15 @@ pub enum Error {
         last_checkpoint: Option<PathBuf>,
     },
 
+    /// Another training run holds the output folder.
+    #[error("{path} is held by another training run{}; give this run its own output folder, or stop that one first", holder.as_ref().map_or(String::new(), |h| format!(" ({h})")))]
+    OutputInUse {
+        /// The lock file in the output folder.
+        path: PathBuf,
+        /// What the holder wrote into it (its process id), when readable.
+        holder: Option<String>,
+    },
+
     /// A checkpoint cannot be resumed.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

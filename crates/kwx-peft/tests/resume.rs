@@ -289,3 +289,57 @@ fn resuming_with_other_settings_is_refused() {
         "{err}"
     );
 }
+
+/// A second run on the folder a run is writing to is refused with an error naming the holder;
+/// the first run finishes untouched, and once it has, the folder is free again.
+#[test]
+fn a_second_run_on_a_held_output_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        max_steps: 4,
+        eval_every: 0,
+        ..config()
+    };
+    let first = {
+        let (config, path) = (config.clone(), dir.path().to_path_buf());
+        std::thread::spawn(move || {
+            Trainer::new(config, &path, data())
+                .unwrap()
+                .run(base(), false, |e| {
+                    if let Event::Step(_) = e {
+                        std::thread::sleep(Duration::from_millis(400));
+                    }
+                })
+        })
+    };
+    let started = Instant::now();
+    while logged_steps(dir.path()) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(120), "no step logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = Trainer::new(config.clone(), dir.path(), data())
+        .unwrap()
+        .run(base(), true, |_| {})
+        .unwrap_err();
+    let Error::OutputInUse { path, holder } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(path, &dir.path().join(kwx_peft::train::LOCK_FILE));
+    assert_eq!(
+        holder.as_deref(),
+        Some(format!("process {}", std::process::id()).as_str())
+    );
+    assert!(err.to_string().contains("another training run"), "{err}");
+
+    let outcome = first.join().unwrap().unwrap();
+    assert_eq!(outcome.steps.len(), 4);
+    assert!(outcome.last.ends_with("checkpoint-000004"), "{:?}", outcome.last);
+    assert_eq!(logged_steps(dir.path()), 4);
+    // Free again: resuming the finished run finds its last checkpoint and has nothing to do.
+    let resumed = Trainer::new(config, dir.path(), data())
+        .unwrap()
+        .run(base(), true, |_| {})
+        .unwrap();
+    assert_eq!(resumed.steps.len(), 4);
+    assert_eq!(resumed.last, outcome.last);
+}

@@ -15,6 +15,51 @@ pub(crate) const OPTIMIZER_FILE: &str = "optimizer.bpk";
 pub(crate) const ADAPTER_DIR: &str = "adapter";
 pub(crate) const MODEL_FILE: &str = "model.bpk";
 
+/// The lock file a run holds in its output folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// An exclusive lock on an output folder, held while a run writes there: a second run started on
+/// the same folder would clear the first one's unfinished checkpoint temporaries and race it for
+/// the checkpoint names. The operating system releases it when the process ends, however it ends.
+#[derive(Debug)]
+pub(crate) struct OutputLock {
+    _file: std::fs::File,
+}
+
+impl OutputLock {
+    /// Locks `output_dir` (which exists), or names the run that holds it.
+    pub(crate) fn acquire(output_dir: &Path) -> Result<Self> {
+        use std::io::{Read, Seek, Write};
+        let path = output_dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let holder = file
+                    .read_to_string(&mut holder)
+                    .ok()
+                    .map(|_| holder.trim().to_string())
+                    .filter(|h| !h.is_empty());
+                return Err(Error::OutputInUse { path, holder });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        let pid = format!("process {}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(pid.as_bytes()))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Self { _file: file })
+    }
+}
+
 /// Everything besides tensors that a resumed run needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct TrainerState {

@@ -18,7 +18,7 @@ mod schedule;
 mod step;
 mod trainer;
 
-pub use checkpoint::{BEST_FILE, latest_checkpoint};
+pub use checkpoint::{BEST_FILE, LOCK_FILE, latest_checkpoint};
 pub use config::{BestMetric, Mode, TrainConfig};
 pub use data::{Prepared, prepare, read_records, split_eval};
 pub use loss::{MicroBatch, completion_loss_sum, completion_loss_sum_with};

@@ -266,6 +266,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<Outcome> {
         let out = &self.output_dir;
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let _lock = checkpoint::OutputLock::acquire(out)?;
         checkpoint::remove_stale_temporaries(out)?;
         let resume_from = if resume {
             checkpoint::latest_checkpoint(out)?
