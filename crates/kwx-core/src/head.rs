@@ -37,6 +37,7 @@ pub struct LabelLoss {
 }
 
 /// What the head reads, outside the autodiff graph.
+#[allow(clippy::large_enum_variant)] // one per call
 enum Head {
     /// `logits = h · Eᵀ` (the embedding, tied), with `rows` replacing some of `E`'s rows.
     Tied {
@@ -627,7 +628,7 @@ mod tests {
             far += usize::from(nll > 75.0);
             want += nll;
         }
-        assert!(far >= 2 && far < 10, "{far} rows beyond underflow");
+        assert!((2..10).contains(&far), "{far} rows beyond underflow");
         let got = m.label_nll_in_blocks(hidden, &targets, 1.0, 4).unwrap();
         assert!(got.scaled.is_none(), "no gradient outside autodiff");
         assert!(

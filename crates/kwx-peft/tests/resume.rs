@@ -314,7 +314,10 @@ fn a_second_run_on_a_held_output_folder_is_refused() {
     };
     let started = Instant::now();
     while logged_steps(dir.path()) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(120), "no step logged");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no step logged"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let err = Trainer::new(config.clone(), dir.path(), data())
@@ -333,7 +336,11 @@ fn a_second_run_on_a_held_output_folder_is_refused() {
 
     let outcome = first.join().unwrap().unwrap();
     assert_eq!(outcome.steps.len(), 4);
-    assert!(outcome.last.ends_with("checkpoint-000004"), "{:?}", outcome.last);
+    assert!(
+        outcome.last.ends_with("checkpoint-000004"),
+        "{:?}",
+        outcome.last
+    );
     assert_eq!(logged_steps(dir.path()), 4);
     // Free again: resuming the finished run finds its last checkpoint and has nothing to do.
     let resumed = Trainer::new(config, dir.path(), data())
