@@ -40,6 +40,7 @@ pub use constrain::{JsonArrayConstraint, OutputMode, TokenBytes};
 pub use error::{Error, ResizeError, Result};
 pub use extract::{DictionaryExtractor, Keyword, KeywordExtractor, Span};
 pub use generate::{GenerationConfig, GenerationOutput, Generator, StopReason, TokenConstraint};
+pub use head::LabelLoss;
 pub use loader::{SafetensorsSource, WeightSource};
 pub use model::{AdapterDropout, Gemma, KvCache, RmsNorm};
 pub use precision::Precision;

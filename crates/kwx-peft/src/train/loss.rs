@@ -1,8 +1,7 @@
 //! Micro-batches and the completion-only loss.
 
 use burn::tensor::{Int, Tensor, TensorData};
-use kwx_core::head::LabelLoss;
-use kwx_core::{AdapterDropout, Gemma, KvCache};
+use kwx_core::{AdapterDropout, Gemma, KvCache, LabelLoss};
 use kwx_data::training::{IGNORE_INDEX, TrainingExample};
 
 use crate::error::{Error, Result};
