@@ -187,9 +187,11 @@ fn train_step_here(
     let scale = scaler.as_ref().map_or(1.0, |s| s.scale);
     let mut accumulator = GradientsAccumulator::<Gemma>::new();
     let mut loss_sum = 0.0f64;
+    // Each micro-batch's summed loss enters the gradient divided by the step's label tokens and
+    // multiplied by the loss scale (used only when a micro-batch has labels, so never 1 / 0).
+    let grad_scale = scale / label_tokens as f64;
     for (i, batch) in batches.iter().enumerate() {
         let dropout = dropout.map(|d| d.reseeded(mix(d.seed(), i as u64)));
-        let grad_scale = scale / label_tokens as f64;
         let (loss, n) = completion_loss_sum_scaled(&model, batch, dropout, grad_scale)?;
         loss_sum += loss.sum;
         // `None` only without labels: the model is on autodiff (`trainable_model`).
