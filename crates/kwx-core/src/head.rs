@@ -426,30 +426,16 @@ fn row_nll(z: Tensor<2>, target: usize) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // test helpers
-    use burn::module::{Module, Param, Reparameterizer};
+    use burn::module::{Module, Param};
     use burn::nn::Linear;
     use burn::tensor::{Device, Distribution};
 
     use super::*;
     use crate::config::gemma3_layer_types;
-    use crate::{Family, GemmaConfig, Precision, Rope, TokenRows};
+    use crate::{Family, GemmaConfig, OnWeight, Precision, Rope, TokenRows};
 
     const VOCAB: usize = 97;
     const HIDDEN: usize = 16;
-
-    struct Attach(Option<TokenRows>);
-
-    impl Reparameterizer for Attach {
-        type Reparam = TokenRows;
-        fn reparameterize<const D: usize>(
-            &mut self,
-            path: &str,
-            param: Param<Tensor<D>>,
-        ) -> (Param<Tensor<D>>, Option<TokenRows>) {
-            let take = D == 2 && path == "weight";
-            (param, if take { self.0.take() } else { None })
-        }
-    }
 
     /// The head variants `label_nll` distinguishes.
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -495,7 +481,7 @@ mod tests {
                     values: Param::from_tensor(values.require_grad()),
                     ids: vec![3, 40, 41, 96],
                 };
-                m.embed_tokens = m.embed_tokens.apply_reparameterization(Attach(Some(rows)));
+                m.embed_tokens = m.embed_tokens.apply_reparameterization(OnWeight::new(rows));
             }
             Setup::Untied => {
                 let w =
@@ -638,20 +624,6 @@ mod tests {
         );
     }
 
-    struct AttachLora(Option<burn::module::LoraAdapter>);
-
-    impl Reparameterizer for AttachLora {
-        type Reparam = burn::module::LoraAdapter;
-        fn reparameterize<const D: usize>(
-            &mut self,
-            path: &str,
-            param: Param<Tensor<D>>,
-        ) -> (Param<Tensor<D>>, Option<burn::module::LoraAdapter>) {
-            let take = D == 2 && path == "weight";
-            (param, if take { self.0.take() } else { None })
-        }
-    }
-
     /// A `lm_head` with a LoRA adapter is computed through autodiff: the same value, and the
     /// adapter's gradient scaled by `grad_scale`.
     #[test]
@@ -674,7 +646,7 @@ mod tests {
             b: random([4, VOCAB]),
             scale: 2.0,
         };
-        m.lm_head = Some(frozen.apply_reparameterization(AttachLora(Some(adapter))));
+        m.lm_head = Some(frozen.apply_reparameterization(OnWeight::new(adapter)));
         let hidden = Tensor::<2>::random([6, HIDDEN], Distribution::Normal(0.0, 1.0), &device)
             .require_grad();
         let targets = [1u32, 5, 9, 96, 0, 40];

@@ -1004,21 +1004,6 @@ mod tests {
 
     const F32: FloatDType = FloatDType::F32;
 
-    /// Hands one LoRA adapter to a linear layer's weight.
-    struct Attach(Option<burn::module::LoraAdapter>);
-
-    impl burn::module::Reparameterizer for Attach {
-        type Reparam = burn::module::LoraAdapter;
-        fn reparameterize<const D: usize>(
-            &mut self,
-            path: &str,
-            param: Param<Tensor<D>>,
-        ) -> (Param<Tensor<D>>, Option<burn::module::LoraAdapter>) {
-            let take = D == 2 && path == "weight";
-            (param, if take { self.0.take() } else { None })
-        }
-    }
-
     fn values(n: usize, seed: u64) -> Vec<f32> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -1049,7 +1034,7 @@ mod tests {
             b: Param::from_tensor(matrix(b, [r, out])),
             scale,
         };
-        let lin = lin.apply_reparameterization(Attach(Some(adapter)));
+        let lin = lin.apply_reparameterization(crate::OnWeight::new(adapter));
         assert!(lin.weight.adapter().is_some());
         lin
     }

@@ -110,26 +110,12 @@ fn ids_tensor(ids: Vec<i64>, device: &burn::tensor::Device) -> Tensor<1, Int> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // test helpers
-    use burn::module::{ParamId, Reparameterizer};
+    use burn::module::ParamId;
     use burn::tensor::{Device, Distribution};
 
     use super::*;
     use crate::config::gemma3_layer_types;
     use crate::{Family, Gemma, GemmaConfig, Rope};
-
-    struct Attach(Option<TokenRows>);
-
-    impl Reparameterizer for Attach {
-        type Reparam = TokenRows;
-        fn reparameterize<const D: usize>(
-            &mut self,
-            path: &str,
-            param: Param<Tensor<D>>,
-        ) -> (Param<Tensor<D>>, Option<TokenRows>) {
-            let take = D == 2 && path == "weight";
-            (param, if take { self.0.take() } else { None })
-        }
-    }
 
     fn tiny(device: &Device) -> Gemma {
         GemmaConfig::new(
@@ -173,7 +159,7 @@ mod tests {
         let mut factored = base;
         factored.embed_tokens = factored
             .embed_tokens
-            .apply_reparameterization(Attach(Some(rows)));
+            .apply_reparameterization(crate::OnWeight::new(rows));
 
         let tokens = vec![vec![2u32, 5, 9, 17, 5], vec![40, 1, 3, 17, 8]];
         let weights = Tensor::<3>::random([2, 5, 64], Distribution::Normal(0.0, 1.0), &device);

@@ -9,46 +9,13 @@
 //! whole saved modules. kwx-core computes both reparameterizations factored (`x·W + x·a·s·b`;
 //! the frozen matrix with the replaced rows swapped in), never composing the weight.
 
-use burn::module::{LoraAdapter, Module, Param, ParamId, Reparameterizer};
+use burn::module::{LoraAdapter, Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::Tensor;
-use kwx_core::{Gemma, TokenRows};
+use kwx_core::{Gemma, OnWeight, TokenRows};
 
 use crate::adapter::{Adapter, LoraPair, linear_modules};
 use crate::error::{Error, Result};
-
-/// Hands one prepared reparameterization to the single weight of a module.
-struct Fixed<R>(Option<R>);
-
-impl Reparameterizer for Fixed<LoraAdapter> {
-    type Reparam = LoraAdapter;
-    fn reparameterize<const D: usize>(
-        &mut self,
-        path: &str,
-        param: Param<Tensor<D>>,
-    ) -> (Param<Tensor<D>>, Option<LoraAdapter>) {
-        if D == 2 && path == "weight" {
-            (param, self.0.take())
-        } else {
-            (param, None)
-        }
-    }
-}
-
-impl Reparameterizer for Fixed<TokenRows> {
-    type Reparam = TokenRows;
-    fn reparameterize<const D: usize>(
-        &mut self,
-        path: &str,
-        param: Param<Tensor<D>>,
-    ) -> (Param<Tensor<D>>, Option<TokenRows>) {
-        if D == 2 && path == "weight" {
-            (param, self.0.take())
-        } else {
-            (param, None)
-        }
-    }
-}
 
 /// A parameter id derived from a name: the same in every run, so optimizer state saved by one
 /// process finds its parameters in the next.
@@ -160,7 +127,7 @@ pub fn attach(mut model: Gemma, adapter: &Adapter) -> Result<Gemma> {
             b: trainable(&format!("{name}.lora_B"), on_t(b)),
             scale: adapter.config.scaling_for(&name),
         };
-        *lin = lin.clone().apply_reparameterization(Fixed(Some(lora)));
+        *lin = lin.clone().apply_reparameterization(OnWeight::new(lora));
     }
     let tie = adapter
         .config
@@ -193,7 +160,7 @@ pub fn attach(mut model: Gemma, adapter: &Adapter) -> Result<Gemma> {
         };
         model.embed_tokens = model
             .embed_tokens
-            .apply_reparameterization(Fixed(Some(reparam)));
+            .apply_reparameterization(OnWeight::new(reparam));
     }
     Ok(model)
 }
