@@ -23,6 +23,7 @@ pub mod config;
 pub mod constrain;
 pub mod error;
 pub mod extract;
+pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod head;

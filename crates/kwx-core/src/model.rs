@@ -57,9 +57,7 @@ impl RmsNorm {
     /// # Shapes
     /// `[..., dim]` → `[..., dim]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let mean_sq = (x.clone() * x.clone()).mean_dim(D - 1);
-        let normed = x * (mean_sq + self.eps).sqrt().recip();
-        normed * self.weight.val().unsqueeze::<D>()
+        crate::fused::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 
@@ -92,12 +90,12 @@ impl Mlp {
     ) -> Tensor<3> {
         let drop = |name| dropout.map(|(d, layer)| (d, layer, name));
         let gate = linear(&self.gate_proj, x.clone(), drop("mlp.gate_proj"), dtype);
-        let gate = match activation {
-            Activation::GeluTanh => gelu_tanh(gate),
-            Activation::Gelu => gelu(gate),
-        };
         let up = linear(&self.up_proj, x, drop("mlp.up_proj"), dtype);
-        linear(&self.down_proj, gate * up, drop("mlp.down_proj"), dtype)
+        let hidden = match activation {
+            Activation::GeluTanh => crate::fused::gelu_tanh_mul(gate, up),
+            Activation::Gelu => gelu(gate) * up,
+        };
+        linear(&self.down_proj, hidden, drop("mlp.down_proj"), dtype)
     }
 }
 
@@ -198,22 +196,6 @@ fn linear(lin: &Linear, x: Tensor<3>, dropout: LinearDropout<'_>, dtype: FloatDT
     let down = module::linear(x.cast(dtype), lora.a.val().cast(dtype), None);
     let b = lora.b.val().mul_scalar(lora.scale).cast(dtype);
     (y + module::linear(down, b, None)).cast(out)
-}
-
-/// `gelu_pytorch_tanh`, `0.5·x·(1 + tanh(z))` with `z = √(2/π)·(x + 0.044715·x³)`, computed as the
-/// equal `x · sigmoid(2z)`, `2z = x · (2√(2/π) + 2√(2/π)·0.044715·x²)`: six element-wise operations,
-/// one of them burn's sigmoid, whose backward pass is a single fused step (the composed
-/// `x / (1 + exp(−2z))` took nine, and more behind them in the backward pass). On flex, burn's
-/// `gelu_approximate` (scalar `powf` and `tanh`) was ~a quarter of prefill time. The sigmoid is
-/// the numerically safe one: no `exp` of a large argument, so no `0 · ∞` in the backward pass
-/// (the real Gemma 3 270M reaches such activations).
-fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    const TWO_SQRT_2_OVER_PI: f64 = 2.0 * 0.797_884_560_802_865_4;
-    let two_z = (x.clone() * x.clone())
-        .mul_scalar(TWO_SQRT_2_OVER_PI * 0.044715)
-        .add_scalar(TWO_SQRT_2_OVER_PI)
-        * x.clone();
-    x * burn::tensor::activation::sigmoid(two_z)
 }
 
 /// Multi-head attention with grouped key/value heads (MHA, GQA and MQA by config).
@@ -826,7 +808,9 @@ impl Gemma {
             cfg.num_key_value_heads,
             cfg.head_dim,
         );
-        let split = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, hd]).swap_dims(1, 2);
+        // Heads as `[batch, seq, heads, head_dim]`: the per-head norms and RoPE read rows of
+        // `head_dim` in memory order there; the heads move before the sequence afterwards.
+        let split = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, hd]);
         let drop = |name| ctx.dropout.as_ref().map(|d| (d, index, name));
         let dtype = self.precision.dtype();
         let mut q = split(
@@ -840,7 +824,8 @@ impl Gemma {
         let v = split(
             linear(&attn.v_proj, x, drop("self_attn.v_proj"), dtype),
             kv_heads,
-        );
+        )
+        .swap_dims(1, 2);
         if let Some(norm) = &attn.q_norm {
             q = norm.forward(q);
         }
@@ -855,8 +840,8 @@ impl Gemma {
         };
         // Attention (and the cache) in the products' type: scores and the weighted sum are
         // products; the backend's kernel keeps its softmax in f32.
-        let q = apply_rope(q, cos, sin).cast(dtype);
-        let k = apply_rope(k, cos, sin).cast(dtype);
+        let q = crate::fused::rope(q, cos, sin).swap_dims(1, 2).cast(dtype);
+        let k = crate::fused::rope(k, cos, sin).swap_dims(1, 2).cast(dtype);
         let v = v.cast(dtype);
 
         let (k, v) = match &cache.layers[index] {
@@ -890,15 +875,20 @@ impl Gemma {
                     .reshape([batch, heads, kv_len, hd])
             }
         };
-        let mask = mask
-            .as_ref()
-            .map(|m| m.clone().expand([batch, heads, seq, kv_len]));
-        let options = AttentionModuleOptions {
-            scale: Some(cfg.query_pre_attn_scalar.powf(-0.5)),
-            softcap: cfg.attn_logit_softcapping,
-            is_causal: false,
-        };
-        let out = attention(q, repeat(k), repeat(v), mask, None, options);
+        let scale = cfg.query_pre_attn_scalar.powf(-0.5);
+        let fused =
+            crate::fused::attention(&q, &k, &v, mask.as_ref(), scale, cfg.attn_logit_softcapping);
+        let out = fused.unwrap_or_else(|| {
+            let mask = mask
+                .as_ref()
+                .map(|m| m.clone().expand([batch, heads, seq, kv_len]));
+            let options = AttentionModuleOptions {
+                scale: Some(scale),
+                softcap: cfg.attn_logit_softcapping,
+                is_causal: false,
+            };
+            attention(q, repeat(k), repeat(v), mask, None, options)
+        });
         linear(
             &attn.o_proj,
             out.swap_dims(1, 2).reshape([batch, seq, heads * hd]),
@@ -920,7 +910,7 @@ fn cpu_split_threads(device: &Device) -> usize {
     1
 }
 
-/// cos and sin of the rotary angles for each position, `[batch, 1, seq, head_dim]`, computed in
+/// cos and sin of the rotary angles for each position, `[batch, seq, 1, head_dim]`, computed in
 /// f32 the way transformers does (`inv_freq = 1 / base^(2i/d)`, angle = position · inv_freq).
 fn rope_tables(
     rope: &Rope,
@@ -946,22 +936,11 @@ fn rope_tables(
             }
         }
     }
-    let shape = [batch, 1, seq, head_dim];
+    let shape = [batch, seq, 1, head_dim];
     (
         Tensor::from_data(TensorData::new(cos, shape), device),
         Tensor::from_data(TensorData::new(sin, shape), device),
     )
-}
-
-/// `x * cos + rotate_half(x) * sin`, with `rotate_half(x) = [-x2, x1]` (half-split, not
-/// interleaved).
-fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-    let [_, _, _, hd] = x.dims();
-    let half = hd / 2;
-    let x1 = x.clone().narrow(3, 0, half);
-    let x2 = x.clone().narrow(3, half, half);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos.clone() + rotated * sin.clone()
 }
 
 /// The attention mask for queries at slots `past..past+seq` over key slots `key_start..total`:
@@ -1197,38 +1176,6 @@ mod tests {
                 equal * 10 >= got.len() * 9,
                 "{dtype:?}: {equal} of {}",
                 got.len()
-            );
-        }
-    }
-
-    #[test]
-    fn gelu_tanh_has_finite_exact_gradients_at_extreme_inputs() {
-        let device = Device::default().autodiff();
-        let xs = [-200.0f32, -60.0, -12.0, -1.5, 0.0, 0.7, 9.0, 300.0];
-        let x = Tensor::<1>::from_data(TensorData::new(xs.to_vec(), [xs.len()]), &device)
-            .require_grad();
-        let y = gelu_tanh(x.clone());
-        let grads = y.clone().sum().backward();
-        let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
-        let out: Vec<f32> = y.into_data().try_to_vec().unwrap();
-        for (i, &v) in xs.iter().enumerate() {
-            let v = f64::from(v);
-            // transformers' formula and its derivative, in f64.
-            let k = 0.797_884_560_802_865_4;
-            let z = k * (v + 0.044715 * v * v * v);
-            let t = z.tanh();
-            let want = 0.5 * v * (1.0 + t);
-            let dwant =
-                0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * v * v);
-            assert!(
-                (f64::from(out[i]) - want).abs() <= 1e-5 * want.abs().max(1.0),
-                "gelu({v})"
-            );
-            assert!(g[i].is_finite(), "gelu'({v}) = {}", g[i]);
-            assert!(
-                (f64::from(g[i]) - dwant).abs() < 1e-4,
-                "gelu'({v}) = {} vs {dwant}",
-                g[i]
             );
         }
     }
