@@ -162,10 +162,11 @@ impl Gemma {
 
             // Forward, as `project` computes it.
             let logits = match &head {
-                // E · hᵀ keeps the [vocab, hidden] embedding contiguous, as `project` does.
-                Head::Tied { embed, .. } => {
-                    embed.clone().matmul(xc.clone().transpose()).transpose()
-                }
+                // h · Eᵀ (the embedding read transposed in place) gives row-major logits: the
+                // softmax over a row then reads contiguous memory. `(E · hᵀ)ᵀ`, as `project`
+                // computes it, is a few percent faster as a product, but the softmax over its
+                // strided rows took 2.6× as long (Gemma 3 270M, 256 rows: 943 vs 358 ms).
+                Head::Tied { embed, .. } => xc.clone().matmul(embed.clone().transpose()),
                 Head::Untied { weight, .. } => xc.clone().matmul(weight.clone()),
             };
             let logits = match &head {
