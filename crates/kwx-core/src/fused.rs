@@ -71,7 +71,7 @@ pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
 /// # Shapes
 /// `q: [batch, heads, seq, head_dim]`, `k, v: [batch, kv_heads, keys, head_dim]`,
 /// `mask: [batch, 1, seq, keys]` → `[batch, heads, seq, head_dim]`
-pub(crate) fn attention(
+pub fn attention(
     q: &Tensor<4>,
     k: &Tensor<4>,
     v: &Tensor<4>,
@@ -128,8 +128,8 @@ fn takes_kernel<const D: usize>(t: &Tensor<D>) -> bool {
 }
 
 /// The same functions composed from tensor operations: the reference the kernels are tested
-/// against, and the path of every other backend and type.
-pub(crate) mod composed {
+/// and benchmarked against, and the path of every other backend and type.
+pub mod composed {
     use burn::tensor::Tensor;
 
     /// `gelu_pytorch_tanh`, `0.5·x·(1 + tanh(z))` with `z = √(2/π)·(x + 0.044715·x³)`, computed
@@ -137,7 +137,7 @@ pub(crate) mod composed {
     /// element-wise operations, one of them burn's sigmoid, whose backward pass is a single
     /// step. The sigmoid is the numerically safe one: no `exp` of a large argument, so no
     /// `0 · ∞` in the backward pass (the real Gemma 3 270M reaches such activations).
-    pub(crate) fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         let two_z = (x.clone() * x.clone())
             .mul_scalar(super::TWO_SQRT_2_OVER_PI * super::GELU_CUBIC)
             .add_scalar(super::TWO_SQRT_2_OVER_PI)
@@ -146,14 +146,14 @@ pub(crate) mod composed {
     }
 
     /// [`super::rms_norm`] from tensor operations.
-    pub(crate) fn rms_norm<const D: usize>(x: Tensor<D>, scale: Tensor<1>, eps: f64) -> Tensor<D> {
+    pub fn rms_norm<const D: usize>(x: Tensor<D>, scale: Tensor<1>, eps: f64) -> Tensor<D> {
         let mean_sq = (x.clone() * x.clone()).mean_dim(D - 1);
         let normed = x * (mean_sq + eps).sqrt().recip();
         normed * scale.unsqueeze::<D>()
     }
 
     /// [`super::rope`] from tensor operations (any layout the tables broadcast to).
-    pub(crate) fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    pub fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
         let [_, _, _, hd] = x.dims();
         let half = hd / 2;
         let x1 = x.clone().narrow(3, 0, half);
@@ -356,7 +356,11 @@ mod kernel {
                 .enumerate()
                 .for_each(|(i, c)| fill(i, c));
         }
-        FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(shape), DType::F32)
+        FlexTensor::new(
+            Bytes::from_elems(data),
+            Layout::contiguous(shape),
+            DType::F32,
+        )
     }
 
     /// `e^x` for f32, branch-free so that loops over it vectorise (libm's `expf` is a call per
@@ -372,7 +376,11 @@ mod kernel {
         // Round to nearest by the 1.5·2²³ trick (vectorises where `round` may not).
         const SHIFTER: f32 = 12_582_912.0;
         let x = x.clamp(-87.0, 88.0);
-        let n = (x * LOG2E + SHIFTER) - SHIFTER;
+        let shifted = x * LOG2E + SHIFTER;
+        let n = shifted - SHIFTER;
+        // n as an integer from the shifted value's mantissa (an `as i32` cast saturates, which
+        // does not vectorise): the bits of 1.5·2²³ + n are 0x4B40_0000 + n.
+        let n_int = shifted.to_bits().wrapping_sub(0x4B40_0000);
         let r = x - n * LN2_HI - n * LN2_LO;
         let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
             * r
@@ -380,7 +388,7 @@ mod kernel {
             * r
             + 5.000_000_1e-1;
         let e_r = p * r * r + r + 1.0;
-        e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+        e_r * f32::from_bits(n_int.wrapping_add(127) << 23)
     }
 
     /// `sigmoid(t) = 1 / (1 + e^−t)`.
@@ -435,8 +443,44 @@ mod kernel {
     /// `1 / sqrt(mean(x²) + eps)` of one row.
     #[inline(always)]
     fn inv_rms(x: &[f32], eps: f32) -> f32 {
-        let sum: f32 = x.iter().map(|v| v * v).sum();
-        1.0 / (sum / x.len() as f32 + eps).sqrt()
+        1.0 / (dot(x, x) / x.len() as f32 + eps).sqrt()
+    }
+
+    /// `x` folded by `f` in eight running lanes (a single running value is a chain of
+    /// dependent steps that cannot vectorise), the lanes folded pairwise at the end.
+    #[inline(always)]
+    fn lanes(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+        let mut acc = [init; 8];
+        let chunks = x.chunks_exact(8);
+        let tail = chunks.remainder().iter().fold(init, |a, &v| f(a, v));
+        for c in chunks {
+            for i in 0..8 {
+                acc[i] = f(acc[i], c[i]);
+            }
+        }
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+        f(f(f(f(a0, a4), f(a1, a5)), f(f(a2, a6), f(a3, a7))), tail)
+    }
+
+    /// `Σ aᵢ·bᵢ` in eight running sums (a single f32 sum is a chain of dependent additions
+    /// that cannot vectorise), added pairwise at the end.
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let tail: f32 = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .map(|(x, y)| x * y)
+            .sum();
+        for (x, y) in ca.zip(cb) {
+            for i in 0..8 {
+                acc[i] += x[i] * y[i];
+            }
+        }
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+        ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail
     }
 
     /// The rows of `x: [b, s, h, d]` as `(b·s, h, d)` and the tables' `(b·s, d)`.
@@ -518,20 +562,18 @@ mod kernel {
         let row = |r: usize, x: &mut [f32]| {
             let (batch, query) = (r / rows_per_batch, r % s);
             let bias = &bias[(batch * s + query) * l..(batch * s + query + 1) * l];
-            let mut max = f32::NEG_INFINITY;
             for (x, &b) in x.iter_mut().zip(bias) {
                 *x = *x * scale + b;
-                max = max.max(*x);
             }
+            let max = lanes(x, f32::NEG_INFINITY, f32::max);
             if max == f32::NEG_INFINITY {
                 x.fill(0.0);
                 return;
             }
-            let mut sum = 0.0;
             for x in x.iter_mut() {
                 *x = exp(*x - max);
-                sum += *x;
             }
+            let sum = lanes(x, 0.0, |a, b| a + b);
             let inv = 1.0 / sum;
             for x in x.iter_mut() {
                 *x *= inv;
@@ -622,10 +664,13 @@ mod kernel {
                     .zip(dy[start..].chunks(d))
                 {
                     let r = inv_rms(x, eps);
-                    let dot: f32 = x.iter().zip(dy).zip(w).map(|((x, g), w)| x * g * w).sum();
-                    let k = r * r * r * dot / d as f32;
-                    for (((o, &x), &g), &w) in o.iter_mut().zip(x).zip(dy).zip(w) {
-                        *o = r * g * w - x * k;
+                    // Σ x·dy·w, with dy·w first into the output row (overwritten below).
+                    for ((o, &g), &w) in o.iter_mut().zip(dy).zip(w) {
+                        *o = g * w;
+                    }
+                    let k = r * r * r * dot(x, o) / d as f32;
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        *o = r * *o - x * k;
                     }
                 }
             });
@@ -729,7 +774,7 @@ mod kernel {
             let scale = scale as f32;
             let fill = |r: usize, g: &mut [f32]| {
                 let p = &p[r * l..(r + 1) * l];
-                let dot: f32 = g.iter().zip(p).map(|(g, p)| g * p).sum();
+                let dot = dot(g, p);
                 for (g, &p) in g.iter_mut().zip(p) {
                     *g = p * (*g - dot) * scale;
                 }
