@@ -386,7 +386,7 @@ mod kernel {
             * r
             + 1.666_666_5e-1)
             * r
-            + 5.000_000_1e-1;
+            + 0.5;
         let e_r = p * r * r + r + 1.0;
         e_r * f32::from_bits(n_int.wrapping_add(127) << 23)
     }
@@ -950,7 +950,10 @@ mod tests {
     use super::*;
 
     fn vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 values")
     }
 
     /// `|a − b| ≤ tol · max(1, largest |b|)` element-wise.
@@ -1209,7 +1212,7 @@ mod tests {
                 composed::gelu_tanh(x.clone())
             };
             let grads = y.clone().sum().backward();
-            let g = vec(x.grad(&grads).unwrap());
+            let g = vec(x.grad(&grads).expect("gradient"));
             let out = vec(y);
             for (i, &v) in xs.iter().enumerate() {
                 let v = f64::from(v);
