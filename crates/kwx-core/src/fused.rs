@@ -1,5 +1,6 @@
-//! Fused element-wise kernels for the CPU backend: the gated GELU of Gemma's MLP, RMSNorm and
-//! RoPE, each one pass over memory forward and one backward, split across rayon's threads.
+//! Fused kernels for the CPU backend: the gated GELU of Gemma's MLP, RMSNorm and RoPE, each one
+//! pass over memory forward and one backward, split across rayon's threads, and grouped-query
+//! attention for training as one autodiff node (its matrix products are flex's).
 //!
 //! Composed from tensor operations, `gelu_tanh(gate) · up` is seven element-wise passes forward
 //! and more backward, each allocating its output, and on burn's CPU backend (flex) every
@@ -13,8 +14,9 @@
 //! for flex, and for `Autodiff<flex>` a node whose backward pass is the matching fused kernel of
 //! [`FusedBackward`]. [`gelu_tanh_mul`], [`rms_norm`] and [`rope`] take them for f32 tensors on
 //! the flex device and compose the same function from tensor operations everywhere else (GPU
-//! backends fuse element-wise chains on their own); both paths are tested against each other,
-//! values and gradients.
+//! backends fuse element-wise chains on their own); [`attention`] takes its kernel for f32
+//! tensors on an autodiff flex device and otherwise leaves attention to burn. Both paths are
+//! tested against each other, values and gradients.
 
 use burn::tensor::{Bool, DType, Device, Tensor};
 
