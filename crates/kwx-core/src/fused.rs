@@ -176,6 +176,7 @@ pub use kernel::{FusedBackward, FusedOps};
 #[cfg(feature = "flex")]
 mod kernel {
     use burn::backend::TensorMetadata;
+    use burn::backend::autodiff::NodeId;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
     use burn::backend::autodiff::grads::Gradients;
@@ -341,28 +342,48 @@ mod kernel {
         }
     }
 
-    /// A new f32 tensor of `shape` whose values `fill` writes: `fill(chunk_index, chunk)` over
-    /// chunks of `chunk` elements, in parallel when the tensor is large. The buffer is handed to
-    /// flex as typed elements (`FlexTensor::empty` allocates bytes, which burn then copies into
-    /// a second, aligned buffer).
-    fn build(shape: Shape, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> FlexTensor {
-        let n = shape.num_elements();
-        let mut data = vec![0f32; n];
+    /// `f(chunk_index, chunk)` over `data` in chunks of `chunk` elements, in parallel when
+    /// `data` is large (the chunks, and so any per-chunk result, do not depend on the thread
+    /// count); the results in chunk order.
+    fn map_chunks<R: Send>(
+        data: &mut [f32],
+        chunk: usize,
+        f: impl Fn(usize, &mut [f32]) -> R + Sync + Send,
+    ) -> Vec<R> {
         let chunk = chunk.max(1);
-        if n >= PARALLEL_ELEMENTS {
+        if data.len() >= PARALLEL_ELEMENTS {
             data.par_chunks_mut(chunk)
                 .enumerate()
-                .for_each(|(i, c)| fill(i, c));
+                .map(|(i, c)| f(i, c))
+                .collect()
         } else {
             data.chunks_mut(chunk)
                 .enumerate()
-                .for_each(|(i, c)| fill(i, c));
+                .map(|(i, c)| f(i, c))
+                .collect()
         }
+    }
+
+    /// `data` as a contiguous f32 tensor of `shape`, handed to flex as typed elements
+    /// (`FlexTensor::empty` allocates bytes, which burn then copies into a second, aligned
+    /// buffer).
+    fn tensor(shape: Shape, data: Vec<f32>) -> FlexTensor {
         FlexTensor::new(
             Bytes::from_elems(data),
             Layout::contiguous(shape),
             DType::F32,
         )
+    }
+
+    /// A new f32 tensor of `shape` whose values `fill` writes, chunk by chunk ([`map_chunks`]).
+    fn build(
+        shape: Shape,
+        chunk: usize,
+        fill: impl Fn(usize, &mut [f32]) + Sync + Send,
+    ) -> FlexTensor {
+        let mut data = vec![0f32; shape.num_elements()];
+        map_chunks(&mut data, chunk, fill);
+        tensor(shape, data)
     }
 
     /// `e^x` for f32, branch-free so that loops over it vectorise (libm's `expf` is a call per
@@ -581,17 +602,7 @@ mod kernel {
                 *x *= inv;
             }
         };
-        if scores.len() >= PARALLEL_ELEMENTS {
-            scores
-                .par_chunks_mut(l)
-                .enumerate()
-                .for_each(|(r, x)| row(r, x));
-        } else {
-            scores
-                .chunks_mut(l)
-                .enumerate()
-                .for_each(|(r, x)| row(r, x));
-        }
+        map_chunks(scores, l, row);
     }
 
     impl FusedBackward for Flex {
@@ -608,34 +619,44 @@ mod kernel {
                 f32_contiguous(grad),
             );
             let (g, u, dy) = (values(&gate), values(&up), values(&grad));
-            // ∂gate and ∂up interleaved in one buffer would need a split afterwards; two passes
-            // over the same inputs cost less than that copy.
+            // ∂gate and ∂up in one pass: σ is computed once per element.
             let chunk = 1 << 14;
             const C1: f32 = TWO_SQRT_2_OVER_PI as f32;
             const C3: f32 = (TWO_SQRT_2_OVER_PI * GELU_CUBIC) as f32;
-            let d_gate = build(shape.clone(), chunk, |i, out| {
+            let n = g.len();
+            let (mut d_gate, mut d_up) = (vec![0f32; n], vec![0f32; n]);
+            let fill = |(i, (d_gate, d_up)): (usize, (&mut [f32], &mut [f32]))| {
                 let start = i * chunk;
-                let end = start + out.len();
-                for (((o, &g), &u), &dy) in out
-                    .iter_mut()
-                    .zip(&g[start..end])
+                let end = start + d_gate.len();
+                let inputs = g[start..end]
+                    .iter()
                     .zip(&u[start..end])
-                    .zip(&dy[start..end])
+                    .zip(&dy[start..end]);
+                for ((dg, du), ((&g, &u), &dy)) in
+                    d_gate.iter_mut().zip(d_up.iter_mut()).zip(inputs)
                 {
                     // gelu(g) = g·σ(t), t = g·(C1 + C3·g²):
                     // gelu'(g) = σ + g·σ·(1 − σ)·(C1 + 3·C3·g²).
                     let s = sigmoid(two_z(g));
                     let dt = C1 + 3.0 * C3 * g * g;
-                    *o = dy * u * (s + g * s * (1.0 - s) * dt);
+                    *dg = dy * u * (s + g * s * (1.0 - s) * dt);
+                    *du = dy * g * s;
                 }
-            });
-            let d_up = build(shape, chunk, |i, out| {
-                let start = i * chunk;
-                let end = start + out.len();
-                for ((o, &g), &dy) in out.iter_mut().zip(&g[start..end]).zip(&dy[start..end]) {
-                    *o = dy * g * sigmoid(two_z(g));
-                }
-            });
+            };
+            if n >= PARALLEL_ELEMENTS {
+                d_gate
+                    .par_chunks_mut(chunk)
+                    .zip(d_up.par_chunks_mut(chunk))
+                    .enumerate()
+                    .for_each(fill);
+            } else {
+                d_gate
+                    .chunks_mut(chunk)
+                    .zip(d_up.chunks_mut(chunk))
+                    .enumerate()
+                    .for_each(fill);
+            }
+            let (d_gate, d_up) = (tensor(shape.clone(), d_gate), tensor(shape, d_up));
             (like(d_gate, dtype), like(d_up, dtype))
         }
 
@@ -658,14 +679,21 @@ mod kernel {
             let eps = eps as f32;
             // y = x·r·w, r = (mean(x²) + eps)^−½:
             // ∂x = r·(dy·w) − x·r³·mean(dy·w·x), ∂w = Σ_rows dy·x·r.
-            let dx = build(shape.clone(), ROWS_PER_TASK * d, |i, out| {
+            // One pass: each task's rows of ∂x and, when the scale trains, its partial ∂w over
+            // those rows; the partials are added in task order.
+            let mut dx = vec![0f32; xs.len()];
+            let partials = map_chunks(&mut dx, ROWS_PER_TASK * d, |i, out| {
                 let start = i * ROWS_PER_TASK * d;
+                let mut acc = vec![0f32; if scale_grad { d } else { 0 }];
                 for ((o, x), dy) in out
                     .chunks_mut(d)
                     .zip(xs[start..].chunks(d))
                     .zip(dy[start..].chunks(d))
                 {
                     let r = inv_rms(x, eps);
+                    for ((a, &x), &g) in acc.iter_mut().zip(x).zip(dy) {
+                        *a += g * x * r;
+                    }
                     // Σ x·dy·w, with dy·w first into the output row (overwritten below).
                     for ((o, &g), &w) in o.iter_mut().zip(dy).zip(w) {
                         *o = g * w;
@@ -675,38 +703,18 @@ mod kernel {
                         *o = r * *o - x * k;
                     }
                 }
+                acc
             });
             let d_scale = scale_grad.then(|| {
-                // Per task a partial sum over its rows, then the partials in task order.
-                let rows = xs.len() / d;
-                let tasks = rows.div_ceil(ROWS_PER_TASK);
-                let partial = |t: usize| {
-                    let mut acc = vec![0f32; d];
-                    let (lo, hi) = (t * ROWS_PER_TASK, ((t + 1) * ROWS_PER_TASK).min(rows));
-                    for row in lo..hi {
-                        let x = &xs[row * d..(row + 1) * d];
-                        let g = &dy[row * d..(row + 1) * d];
-                        let r = inv_rms(x, eps);
-                        for ((a, &x), &g) in acc.iter_mut().zip(x).zip(g) {
-                            *a += g * x * r;
-                        }
-                    }
-                    acc
-                };
-                let partials: Vec<Vec<f32>> = if xs.len() >= PARALLEL_ELEMENTS {
-                    (0..tasks).into_par_iter().map(partial).collect()
-                } else {
-                    (0..tasks).map(partial).collect()
-                };
                 let mut sum = vec![0f32; d];
                 for p in partials {
                     for (s, v) in sum.iter_mut().zip(p) {
                         *s += v;
                     }
                 }
-                let out = build(Shape::new([d]), d, |_, out| out.copy_from_slice(&sum));
-                like(out, scale_dtype)
+                like(tensor(Shape::new([d]), sum), scale_dtype)
             });
+            let dx = tensor(shape, dx);
             (like(dx, dtype), d_scale)
         }
 
@@ -781,17 +789,23 @@ mod kernel {
                     *g = p * (*g - dot) * scale;
                 }
             };
-            let ds = d_s.storage_mut::<f32>();
-            if ds.len() >= PARALLEL_ELEMENTS {
-                ds.par_chunks_mut(l)
-                    .enumerate()
-                    .for_each(|(r, g)| fill(r, g));
-            } else {
-                ds.chunks_mut(l).enumerate().for_each(|(r, g)| fill(r, g));
-            }
+            map_chunks(d_s.storage_mut::<f32>(), l, fill);
             let d_q = Flex::float_matmul(d_s.clone(), k);
             let d_k = Flex::float_matmul(Flex::float_transpose(d_s), q);
             (Flex::float_reshape(d_q, Shape::new(q_shape)), d_k, d_v)
+        }
+    }
+
+    /// Hands each gradient to its parent node, where that parent is tracked.
+    fn register<B: Backend, const N: usize>(
+        grads: &mut Gradients,
+        parents: [Option<NodeId>; N],
+        values: [Option<FloatTensor<B>>; N],
+    ) {
+        for (node, value) in parents.into_iter().zip(values) {
+            if let (Some(node), Some(value)) = (node, value) {
+                grads.register::<B>(node, value);
+            }
         }
     }
 
@@ -804,14 +818,12 @@ mod kernel {
         fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
             let (gate, up) = ops.state;
             let grad = grads.consume::<B>(&ops.node);
-            let [gate_node, up_node] = ops.parents;
             let (d_gate, d_up) = B::gelu_tanh_mul_backward(gate, up, grad);
-            if let Some(node) = gate_node {
-                grads.register::<B>(node.id, d_gate);
-            }
-            if let Some(node) = up_node {
-                grads.register::<B>(node.id, d_up);
-            }
+            register::<B, 2>(
+                grads,
+                ops.parents.map(|p| p.map(|n| n.id)),
+                [Some(d_gate), Some(d_up)],
+            );
         }
     }
 
@@ -825,14 +837,13 @@ mod kernel {
         fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
             let (x, scale, eps) = ops.state;
             let grad = grads.consume::<B>(&ops.node);
-            let [x_node, scale_node] = ops.parents;
-            let (dx, d_scale) = B::rms_norm_backward(x, scale, eps, grad, scale_node.is_some());
-            if let Some(node) = x_node {
-                grads.register::<B>(node.id, dx);
-            }
-            if let (Some(node), Some(d_scale)) = (scale_node, d_scale) {
-                grads.register::<B>(node.id, d_scale);
-            }
+            let scale_grad = ops.parents[1].is_some();
+            let (dx, d_scale) = B::rms_norm_backward(x, scale, eps, grad, scale_grad);
+            register::<B, 2>(
+                grads,
+                ops.parents.map(|p| p.map(|n| n.id)),
+                [Some(dx), d_scale],
+            );
         }
     }
 
@@ -846,9 +857,9 @@ mod kernel {
         fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
             let (cos, sin) = ops.state;
             let grad = grads.consume::<B>(&ops.node);
-            let [x_node] = ops.parents;
-            if let Some(node) = x_node {
-                grads.register::<B>(node.id, B::rope_backward(grad, cos, sin));
+            if ops.parents[0].is_some() {
+                let dx = B::rope_backward(grad, cos, sin);
+                register::<B, 1>(grads, ops.parents.map(|p| p.map(|n| n.id)), [Some(dx)]);
             }
         }
     }
@@ -861,13 +872,12 @@ mod kernel {
 
         fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
             let grad = grads.consume::<B>(&ops.node);
-            let [q_node, k_node, v_node] = ops.parents;
             let (d_q, d_k, d_v) = B::attention_backward(ops.state, grad);
-            for (node, g) in [(q_node, d_q), (k_node, d_k), (v_node, d_v)] {
-                if let Some(node) = node {
-                    grads.register::<B>(node.id, g);
-                }
-            }
+            register::<B, 3>(
+                grads,
+                ops.parents.map(|p| p.map(|n| n.id)),
+                [Some(d_q), Some(d_k), Some(d_v)],
+            );
         }
     }
 
