@@ -177,25 +177,37 @@ type LinearDropout<'a> = Option<(&'a AdapterDropout, usize, &'static str)>;
 ///
 /// The products run in `dtype` (operands cast on the way in, as autocast casts them; a cast to
 /// the type a tensor has is free) and the result comes back in `x`'s type.
+///
+/// The rows of every sequence are one matrix (`[b·s, in]`): each product is one matrix product,
+/// and the weight's gradient one product over all the rows. As `[b, s, in]` burn runs a batched
+/// product per sequence and, for the weight's gradient, `b` products summed afterwards (small
+/// products, the weight packed `b` times); on the 5.9M-parameter model that cost a full
+/// fine-tuning step a fifth of its time.
 fn linear(lin: &Linear, x: Tensor<3>, dropout: LinearDropout<'_>, dtype: FloatDType) -> Tensor<3> {
+    let [b, s, inp] = x.dims();
+    let x = x.reshape([b * s, inp]);
     let out = x.dtype();
     let bias = lin.bias.as_ref().map(|b| b.val().cast(dtype));
-    let Some(lora) = lin.weight.adapter() else {
-        return module::linear(x.cast(dtype), lin.weight.val().cast(dtype), bias).cast(out);
-    };
-    let y = module::linear(x.clone().cast(dtype), lin.weight.base().cast(dtype), bias);
-    let x = match dropout {
-        Some((d, layer, name)) if d.p > 0.0 => {
-            let dims = x.dims();
-            let mask = d.mask(layer, name, dims.iter().product());
-            let mask = Tensor::<3>::from_data(TensorData::new(mask, dims), &x.device());
-            x.clone() * mask.cast(x.dtype())
+    let y = match lin.weight.adapter() {
+        None => module::linear(x.cast(dtype), lin.weight.val().cast(dtype), bias).cast(out),
+        Some(lora) => {
+            let y = module::linear(x.clone().cast(dtype), lin.weight.base().cast(dtype), bias);
+            let x = match dropout {
+                Some((d, layer, name)) if d.p > 0.0 => {
+                    let dims = x.dims();
+                    let mask = d.mask(layer, name, dims.iter().product());
+                    let mask = Tensor::<2>::from_data(TensorData::new(mask, dims), &x.device());
+                    x.clone() * mask.cast(x.dtype())
+                }
+                _ => x,
+            };
+            let down = module::linear(x.cast(dtype), lora.a.val().cast(dtype), None);
+            let up = lora.b.val().mul_scalar(lora.scale).cast(dtype);
+            (y + module::linear(down, up, None)).cast(out)
         }
-        _ => x,
     };
-    let down = module::linear(x.cast(dtype), lora.a.val().cast(dtype), None);
-    let b = lora.b.val().mul_scalar(lora.scale).cast(dtype);
-    (y + module::linear(down, b, None)).cast(out)
+    let [_, o] = y.dims();
+    y.reshape([b, s, o])
 }
 
 /// Multi-head attention with grouped key/value heads (MHA, GQA and MQA by config).
