@@ -20,6 +20,8 @@
 
 use burn::tensor::{Bool, DType, Device, Tensor};
 
+use crate::error::{Error, Result};
+
 /// `gelu_pytorch_tanh(gate) · up`, element-wise.
 ///
 /// # Shapes
@@ -115,6 +117,78 @@ pub fn attention(
     None
 }
 
+/// What [`cross_entropy`] computes for a block of rows.
+#[derive(Debug, Clone)]
+pub struct CrossEntropy {
+    /// `−log softmax(z)[target]` of each row, in f64.
+    pub losses: Vec<f64>,
+    /// `grad_scale · ∂(Σ losses)/∂logits`, `[n, vocab]` f32, when a gradient was asked for.
+    pub grad: Option<Tensor<2>>,
+}
+
+/// The cross-entropy of each row of `logits` at its target, after the logit softcap
+/// `z = cap·tanh(logits/cap)` when `softcap` is given, and with `grad_scale` the gradient of the
+/// rows' summed loss with respect to the logits times `grad_scale`:
+/// `(softmax(z) − onehot(target)) · (1 − (z/cap)²) · grad_scale`.
+///
+/// For f32 logits on the flex device this is one kernel over the rows: per row a maximum, one
+/// pass of `exp` and its sum, and one pass that turns the exponentials into the gradient in
+/// the logits' own memory (no probabilities, one-hot or gradient tensors of `[n × vocab]`
+/// beside them). Each loss is `max + ln Σ e^(z−max) − z[target]`, exact however far below the
+/// best logit the target lies. Elsewhere the same values are composed from tensor operations
+/// ([`composed::cross_entropy`]).
+///
+/// # Shapes
+/// `logits: [n, vocab]` (f32), `targets: n` ids → `losses: n`, `grad: [n, vocab]`
+///
+/// # Errors
+/// [`Error::InvalidInput`] when `targets` and the rows disagree in number, a target is outside
+/// the vocabulary, `logits` is not f32, or `grad_scale` is not finite.
+pub fn cross_entropy(
+    logits: Tensor<2>,
+    targets: &[u32],
+    softcap: Option<f64>,
+    grad_scale: Option<f64>,
+) -> Result<CrossEntropy> {
+    let [n, vocab] = logits.dims();
+    if targets.len() != n {
+        return Err(Error::InvalidInput(format!(
+            "cross_entropy: {} targets for {n} rows of logits",
+            targets.len()
+        )));
+    }
+    if let Some((i, t)) = targets
+        .iter()
+        .enumerate()
+        .find(|(_, t)| **t as usize >= vocab)
+    {
+        return Err(Error::InvalidInput(format!(
+            "cross_entropy: target {i} is token {t}, outside the vocabulary of {vocab}"
+        )));
+    }
+    if logits.dtype() != DType::F32 {
+        return Err(Error::InvalidInput(format!(
+            "cross_entropy: logits are {:?}; cast them to f32 first",
+            logits.dtype()
+        )));
+    }
+    if let Some(s) = grad_scale.filter(|s| !s.is_finite()) {
+        return Err(Error::InvalidInput(format!(
+            "cross_entropy: grad_scale {s} is not finite"
+        )));
+    }
+    #[cfg(feature = "flex")]
+    if takes_kernel(&logits) && !logits.is_autodiff() && n > 0 {
+        let (losses, grad) = kernel::cross_entropy(logits, targets.to_vec(), softcap, grad_scale);
+        let losses = losses
+            .into_data()
+            .try_into_vec::<f64>()
+            .map_err(|e| Error::Device(format!("{e:?}")))?;
+        return Ok(CrossEntropy { losses, grad });
+    }
+    composed::cross_entropy(logits, targets, softcap, grad_scale)
+}
+
 /// Whether `t` is an f32 tensor on the flex device (with or without autodiff), where the fused
 /// kernels run.
 fn takes_kernel<const D: usize>(t: &Tensor<D>) -> bool {
@@ -132,7 +206,11 @@ fn takes_kernel<const D: usize>(t: &Tensor<D>) -> bool {
 /// The same functions composed from tensor operations: the reference the kernels are tested
 /// and benchmarked against, and the path of every other backend and type.
 pub mod composed {
-    use burn::tensor::Tensor;
+    use burn::tensor::activation::softmax;
+    use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
+
+    use super::CrossEntropy;
+    use crate::error::{Error, Result};
 
     /// `gelu_pytorch_tanh`, `0.5·x·(1 + tanh(z))` with `z = √(2/π)·(x + 0.044715·x³)`, computed
     /// as the equal `x · sigmoid(2z)`, `2z = x · (2√(2/π) + 2√(2/π)·0.044715·x²)`: six
@@ -152,6 +230,65 @@ pub mod composed {
         let mean_sq = (x.clone() * x.clone()).mean_dim(D - 1);
         let normed = x * (mean_sq + eps).sqrt().recip();
         normed * scale.unsqueeze::<D>()
+    }
+
+    /// [`super::cross_entropy`] from tensor operations (arguments already checked): burn's
+    /// softmax, the targets' probabilities, and the gradient as the probabilities with one
+    /// subtracted at each target. A row whose target's probability is below
+    /// [`SMALLEST_EXACT_PROBABILITY`] has its loss recomputed from its logits in f64 (`−ln p`
+    /// of a probability near f32's underflow would lose digits, or be infinite).
+    pub fn cross_entropy(
+        logits: Tensor<2>,
+        targets: &[u32],
+        softcap: Option<f64>,
+        grad_scale: Option<f64>,
+    ) -> Result<CrossEntropy> {
+        let [n, _] = logits.dims();
+        let device = logits.device();
+        let z = match softcap {
+            Some(cap) => (logits / cap).tanh() * cap,
+            None => logits,
+        };
+        let tgt: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
+        let tgt = Tensor::<2, Int>::from_data(TensorData::new(tgt, [n, 1]), &device);
+        let p = softmax(z.clone(), 1);
+        let pt = floats(p.clone().gather(1, tgt.clone()))?;
+        let mut losses = Vec::with_capacity(n);
+        for (r, &q) in pt.iter().enumerate() {
+            losses.push(if q >= SMALLEST_EXACT_PROBABILITY {
+                -f64::from(q).ln()
+            } else {
+                row_nll(z.clone().narrow(0, r, 1), targets[r] as usize)?
+            });
+        }
+        let grad = grad_scale.map(|scale| {
+            let ones = Tensor::<2>::full([n, 1], -1.0, &device);
+            let mut g = p.scatter(1, tgt, ones, IndexingUpdateOp::Add);
+            if let Some(cap) = softcap {
+                let t = z / cap;
+                g = g * (t.clone() * t).neg().add_scalar(1.0);
+            }
+            if scale != 1.0 { g.mul_scalar(scale) } else { g }
+        });
+        Ok(CrossEntropy { losses, grad })
+    }
+
+    /// Below this softmax probability [`cross_entropy`] recomputes a row's loss in f64.
+    pub const SMALLEST_EXACT_PROBABILITY: f32 = 1e-30;
+
+    /// The values of a small tensor.
+    fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+        t.into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::Device(format!("{e:?}")))
+    }
+
+    /// `log Σ exp(z) − z[target]` of one row `[1, vocab]`, in f64.
+    fn row_nll(z: Tensor<2>, target: usize) -> Result<f64> {
+        let z = floats(z)?;
+        let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = z.iter().map(|&v| (f64::from(v) - m).exp()).sum();
+        Ok(m + sum.ln() - f64::from(z[target]))
     }
 
     /// [`super::rope`] from tensor operations (any layout the tables broadcast to).
@@ -213,6 +350,16 @@ mod kernel {
             bias: FloatTensor<Self>,
             scale: f64,
         ) -> FloatTensor<Self>;
+        /// Per-row cross-entropy of f32 `logits: [n, v]` at `targets` (`n` ids below `v`) after
+        /// the softcap when given: the losses `[n]` in f64 and, with `grad_scale`, the scaled
+        /// gradient with respect to the logits, `[n, v]`. Not a node of the autodiff graph: the
+        /// caller hands the gradient on itself (`Gemma::label_nll_scaled`).
+        fn cross_entropy(
+            logits: FloatTensor<Self>,
+            targets: Vec<u32>,
+            softcap: Option<f64>,
+            grad_scale: Option<f64>,
+        ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>);
     }
 
     /// The backward passes of [`FusedOps`], one fused kernel each.
@@ -302,6 +449,24 @@ mod kernel {
             bias.into_dispatch(),
             scale,
         ))
+    }
+
+    pub(super) fn cross_entropy(
+        logits: Tensor<2>,
+        targets: Vec<u32>,
+        softcap: Option<f64>,
+        grad_scale: Option<f64>,
+    ) -> (Tensor<1>, Option<Tensor<2>>) {
+        let (losses, grad) = <Dispatch as FusedOps>::cross_entropy(
+            logits.into_dispatch(),
+            targets,
+            softcap,
+            grad_scale,
+        );
+        (
+            Tensor::from_dispatch(losses),
+            grad.map(Tensor::from_dispatch),
+        )
     }
 
     /// Elements below which a kernel runs on the calling thread (a rayon fan-out costs more
@@ -562,6 +727,76 @@ mod kernel {
         ) -> FlexTensor {
             Self::attention_saved(q, k, v, bias, scale).0
         }
+
+        fn cross_entropy(
+            logits: FlexTensor,
+            targets: Vec<u32>,
+            softcap: Option<f64>,
+            grad_scale: Option<f64>,
+        ) -> (FlexTensor, Option<FlexTensor>) {
+            cross_entropy_rows(logits, &targets, softcap, grad_scale)
+        }
+    }
+
+    /// [`FusedOps::cross_entropy`] on flex, row by row in the logits' memory (copied first
+    /// only when shared): the maximum `m`, `e = exp(z − m)` in place and its sum `S`, the loss
+    /// `m + ln S − z[t]`; with a gradient, `e · (grad_scale / S)` with `grad_scale` taken off
+    /// at the target, times the softcap's `1 − (z/cap)²`. Under a softcap the row's `z` is kept
+    /// aside for that factor. Rows are independent, so the result does not depend on threads.
+    fn cross_entropy_rows(
+        logits: FlexTensor,
+        targets: &[u32],
+        softcap: Option<f64>,
+        grad_scale: Option<f64>,
+    ) -> (FlexTensor, Option<FlexTensor>) {
+        let [n, v] = logits.shape().dims::<2>();
+        let mut logits = f32_contiguous(logits);
+        let cap = softcap.map(|c| c as f32);
+        let scale = grad_scale.map(|s| s as f32);
+        let row = |r: usize, x: &mut [f32]| -> f64 {
+            let t = targets[r] as usize;
+            let z = cap.map(|cap| {
+                for x in x.iter_mut() {
+                    *x = cap * (*x / cap).tanh();
+                }
+                x.to_vec()
+            });
+            let max = lanes(x, f32::NEG_INFINITY, f32::max);
+            let zt = x[t];
+            for x in x.iter_mut() {
+                *x = exp(*x - max);
+            }
+            let sum = lanes(x, 0.0, |a, b| a + b);
+            if let Some(scale) = scale {
+                let k = scale / sum;
+                match (&z, cap) {
+                    (Some(z), Some(cap)) => {
+                        let inv = 1.0 / cap;
+                        for (x, &z) in x.iter_mut().zip(z) {
+                            let u = z * inv;
+                            *x *= k * (1.0 - u * u);
+                        }
+                        let u = zt * inv;
+                        x[t] -= scale * (1.0 - u * u);
+                    }
+                    _ => {
+                        for x in x.iter_mut() {
+                            *x *= k;
+                        }
+                        x[t] -= scale;
+                    }
+                }
+            }
+            f64::from(max) + f64::from(sum).ln() - f64::from(zt)
+        };
+        let losses = map_chunks(logits.storage_mut::<f32>(), v, row);
+        debug_assert_eq!(losses.len(), n);
+        let losses = FlexTensor::new(
+            Bytes::from_elems(losses),
+            Layout::contiguous(Shape::new([n])),
+            DType::F64,
+        );
+        (losses, scale.is_some().then_some(logits))
     }
 
     /// `t` (row-major `[b, kv·g, s, d]` once contiguous) as `[b, kv, g·s, d]`.
@@ -952,6 +1187,21 @@ mod kernel {
                 OpsKind::UnTracked(prep) => prep.finish(B::grouped_attention(q, k, v, bias, scale)),
             }
         }
+
+        fn cross_entropy(
+            logits: FloatTensor<Self>,
+            targets: Vec<u32>,
+            softcap: Option<f64>,
+            grad_scale: Option<f64>,
+        ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+            // Outside the graph (see the trait): the results are new untracked leaves.
+            let (losses, grad) =
+                B::cross_entropy(logits.into_primitive(), targets, softcap, grad_scale);
+            (
+                <FloatTensor<Self>>::new(losses),
+                grad.map(<FloatTensor<Self>>::new),
+            )
+        }
     }
 }
 
@@ -1038,6 +1288,98 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The cross-entropy kernel against its composed form on rows wide enough to split across
+    /// threads (a block of Gemma's head is wider still), with and without a softcap whose
+    /// `tanh` saturates: losses in f64 and the scaled gradient; and against f64 arithmetic
+    /// written out here, on a row whose target lies far below its best logit.
+    #[test]
+    fn cross_entropy_kernel_matches_the_composed_function() {
+        let device = Device::flex();
+        device.seed(5);
+        let (n, v) = (24, 3001);
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 977 + 11) % v as u32).collect();
+        for softcap in [None, Some(4.0)] {
+            let logits = random([n, v], 6.0, &device);
+            let got = cross_entropy(logits.clone(), &targets, softcap, Some(0.125)).unwrap();
+            let want =
+                composed::cross_entropy(logits.clone(), &targets, softcap, Some(0.125)).unwrap();
+            for (r, (a, b)) in got.losses.iter().zip(&want.losses).enumerate() {
+                assert!(
+                    (a - b).abs() <= 2e-5 * b.abs().max(1.0),
+                    "{softcap:?} row {r}: {a} vs {b}"
+                );
+            }
+            assert_close(
+                &format!("{softcap:?} gradient"),
+                vec(got.grad.unwrap()),
+                vec(want.grad.unwrap()),
+                1e-6,
+            );
+            let no_grad = cross_entropy(logits, &targets, softcap, None).unwrap();
+            assert!(no_grad.grad.is_none());
+            assert_eq!(no_grad.losses, got.losses);
+        }
+        // A target 200 nats below the best logit: p underflows f32, the loss does not.
+        let row: Vec<f32> = (0..v).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+        let mut row = row;
+        row[7] = -150.0;
+        let logits = Tensor::<2>::from_data(TensorData::new(row.clone(), [1, v]), &device);
+        let got = cross_entropy(logits, &[7], None, Some(1.0)).unwrap();
+        let max = row.iter().copied().fold(f32::MIN, f32::max) as f64;
+        let lse = max
+            + row
+                .iter()
+                .map(|&z| (f64::from(z) - max).exp())
+                .sum::<f64>()
+                .ln();
+        let want = lse + 150.0;
+        assert!(
+            (got.losses[0] - want).abs() <= 1e-5 * want,
+            "{} vs {want}",
+            got.losses[0]
+        );
+        let g = vec(got.grad.unwrap());
+        assert_eq!(
+            g[7], -1.0,
+            "p[target] is 0 in f32, so its gradient is exactly −1"
+        );
+    }
+
+    #[test]
+    fn cross_entropy_rejects_bad_targets_and_types() {
+        let device = Device::flex();
+        let logits = Tensor::<2>::zeros([2, 5], &device);
+        let err = |r: Result<CrossEntropy>| r.unwrap_err().to_string();
+        let e = err(cross_entropy(logits.clone(), &[1], None, None));
+        assert!(e.contains("1 targets for 2 rows"), "{e}");
+        let e = err(cross_entropy(logits.clone(), &[1, 5], None, None));
+        assert!(
+            e.contains("target 1 is token 5, outside the vocabulary of 5"),
+            "{e}"
+        );
+        let e = err(cross_entropy(logits.clone(), &[1, 2], None, Some(f64::NAN)));
+        assert!(e.contains("grad_scale NaN"), "{e}");
+        let e = err(cross_entropy(
+            logits.cast(burn::tensor::FloatDType::F16),
+            &[1, 2],
+            None,
+            None,
+        ));
+        assert!(e.contains("F16") && e.contains("f32"), "{e}");
+        // Uniform logits: every loss is ln 5, the gradient 1/5 − onehot.
+        let ce = cross_entropy(Tensor::zeros([2, 5], &device), &[1, 4], None, Some(1.0)).unwrap();
+        for l in &ce.losses {
+            assert!((l - 5f64.ln()).abs() < 1e-6, "{l}");
+        }
+        let g = vec(ce.grad.unwrap());
+        assert_close(
+            "uniform gradient",
+            g,
+            vec![0.2, -0.8, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, -0.8],
+            1e-6,
+        );
     }
 
     #[test]

@@ -6,13 +6,14 @@
 //! each) alive from the forward pass to the backward pass: for Gemma 3's 262,144-entry
 //! vocabulary and 1,024 label positions, about 1 GiB each, and on the CPU backend each
 //! element-wise step is a pass of its own. [`Gemma::label_nll`] instead computes the head on the
-//! backend directly, a block of rows at a time: logits, the backend's fused softmax, the
-//! per-row loss, and at once the logits' gradient `softmax − onehot` pushed through the head's
+//! backend directly, a block of rows at a time: logits, the per-row loss and at once the logits'
+//! gradient `softmax − onehot` ([`fused::cross_entropy`](crate::fused::cross_entropy): on the
+//! CPU one kernel that writes the gradient over the logits), pushed through the head's
 //! products. What it hands to autodiff is a scalar whose value is the loss and whose gradient —
 //! with respect to the hidden states and whichever head weights train — is the loss's. Only one
 //! block's logits exist at a time.
 
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{FloatDType, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
@@ -21,10 +22,6 @@ use crate::model::Gemma;
 /// Logit elements per block of rows (256 MiB of f32 logits): Gemma 3 270M's vocabulary makes
 /// that 256 rows per block.
 const BLOCK_ELEMENTS: usize = 1 << 26;
-
-/// Below this softmax probability the loss of a row is recomputed from its logits in f64:
-/// `−ln p` of a probability near f32's underflow would lose digits (or be infinite).
-const SMALLEST_EXACT_PROBABILITY: f32 = 1e-30;
 
 /// The loss of [`Gemma::label_nll_scaled`].
 #[derive(Debug, Clone)]
@@ -110,16 +107,19 @@ impl Gemma {
         grad_scale: f64,
     ) -> Result<LabelLoss> {
         let block_rows = (BLOCK_ELEMENTS / self.config().vocab_size.max(1)).max(1);
-        self.label_nll_in_blocks(hidden, targets, grad_scale, block_rows)
+        self.label_nll_in_blocks(hidden, targets, grad_scale, block_rows, false)
     }
 
-    /// [`label_nll_scaled`](Gemma::label_nll_scaled), `block_rows` rows at a time.
+    /// [`label_nll_scaled`](Gemma::label_nll_scaled), `block_rows` rows at a time; `composed`
+    /// takes [`fused::composed::cross_entropy`](crate::fused::composed::cross_entropy) where
+    /// the kernel would run (the tests compare the two).
     fn label_nll_in_blocks(
         &self,
         hidden: Tensor<2>,
         targets: &[u32],
         grad_scale: f64,
         block: usize,
+        composed: bool,
     ) -> Result<LabelLoss> {
         let [n, _] = hidden.dims();
         self.check_targets(n, targets)?;
@@ -154,11 +154,6 @@ impl Gemma {
         for start in (0..n).step_by(block) {
             let c = block.min(n - start);
             let xc = x.clone().narrow(0, start, c).cast(dtype);
-            let tgt: Vec<i64> = targets[start..start + c]
-                .iter()
-                .map(|&t| i64::from(t))
-                .collect();
-            let tgt = Tensor::<2, Int>::from_data(TensorData::new(tgt, [c, 1]), &x.device());
 
             // Forward, as `project` computes it.
             let logits = match &head {
@@ -179,40 +174,30 @@ impl Gemma {
                 }
                 _ => logits,
             };
-            let z = logits.cast(FloatDType::F32);
-            let z = match softcap {
-                Some(cap) => (z / cap).tanh() * cap,
-                None => z,
-            };
-            let p = softmax(z.clone(), 1);
-            let pt = p.clone().gather(1, tgt.clone());
-            let pt = floats(pt)?;
-            for (r, &q) in pt.iter().enumerate() {
-                loss += if q >= SMALLEST_EXACT_PROBABILITY {
-                    -f64::from(q).ln()
-                } else {
-                    row_nll(z.clone().narrow(0, r, 1), targets[start + r] as usize)?
-                };
-            }
-            if !backward {
-                continue;
-            }
-
-            // Backward: the gradient of the block's loss sum with respect to its logits is
-            // softmax − onehot, times the softcap's derivative 1 − tanh².
-            let ones = Tensor::<2>::full([c, 1], -1.0, &x.device());
-            let mut g = p.scatter(1, tgt, ones, IndexingUpdateOp::Add);
-            if let Some(cap) = softcap {
-                let t = z / cap;
-                g = g * (t.clone() * t).neg().add_scalar(1.0);
-            } else {
-                drop(z);
-            }
             // Half products take the gradient scaled (small entries survive); f32 ones scale
             // their smaller results instead.
-            if half && grad_scale != 1.0 {
-                g = g.mul_scalar(grad_scale);
-            }
+            let g_scale = backward.then_some(if half { grad_scale } else { 1.0 });
+            let block_targets = &targets[start..start + c];
+            let ce = if composed {
+                crate::fused::composed::cross_entropy(
+                    logits.cast(FloatDType::F32),
+                    block_targets,
+                    softcap,
+                    g_scale,
+                )
+            } else {
+                crate::fused::cross_entropy(
+                    logits.cast(FloatDType::F32),
+                    block_targets,
+                    softcap,
+                    g_scale,
+                )
+            }?;
+            loss += ce.losses.iter().sum::<f64>();
+            // The logits' gradient: (softmax − onehot) times the softcap's derivative.
+            let Some(g) = ce.grad else {
+                continue;
+            };
             let g = g.cast(dtype);
             match &head {
                 Head::Tied {
@@ -416,14 +401,6 @@ fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| Error::Device(format!("{e:?}")))
 }
 
-/// `log Σ exp(z) − z[target]` of one row `[1, vocab]`, in f64.
-fn row_nll(z: Tensor<2>, target: usize) -> Result<f64> {
-    let z = floats(z)?;
-    let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = z.iter().map(|&v| (f64::from(v) - m).exp()).sum();
-    Ok(m + sum.ln() - f64::from(z[target]))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // test helpers
@@ -527,21 +504,42 @@ mod tests {
         let hidden = Tensor::<2>::random([n, HIDDEN], Distribution::Normal(0.0, spread), &device)
             .require_grad();
         let targets: Vec<u32> = (0..n as u32).map(|i| (i * 41 + 3) % VOCAB as u32).collect();
-        let grad_scale = 0.25;
 
+        for composed in [false, true] {
+            // Its own reference each time: a backward pass consumes the graph.
+            let reference = m.label_nll_unfused(hidden.clone(), &targets).unwrap();
+            check_path(
+                &m, setup, softcap, precision, tol, &hidden, &targets, reference, composed,
+            );
+        }
+    }
+
+    /// One path of [`check`]: the cross-entropy kernel (`composed` false) or its composed form.
+    #[allow(clippy::too_many_arguments)]
+    fn check_path(
+        m: &Gemma,
+        setup: Setup,
+        softcap: Option<f64>,
+        precision: Precision,
+        tol: f32,
+        hidden: &Tensor<2>,
+        targets: &[u32],
+        reference: Tensor<1>,
+        composed: bool,
+    ) {
+        let grad_scale = 0.25;
         let fused = m
-            .label_nll_in_blocks(hidden.clone(), &targets, grad_scale, 3)
+            .label_nll_in_blocks(hidden.clone(), targets, grad_scale, 3, composed)
             .unwrap();
-        let reference = m.label_nll_unfused(hidden.clone(), &targets).unwrap();
         let want = f64::from(values(reference.clone())[0]);
         assert!(
             (fused.sum - want).abs() <= 1e-5 * want.abs().max(1.0),
-            "{setup:?} {precision:?}: loss {} vs {want}",
+            "{setup:?} {precision:?} composed {composed}: loss {} vs {want}",
             fused.sum
         );
         let g_fused = fused.scaled.unwrap().backward();
         let g_ref = reference.mul_scalar(grad_scale).backward();
-        let mut params: Vec<(&str, Tensor<2>)> = vec![("hidden", hidden)];
+        let mut params: Vec<(&str, Tensor<2>)> = vec![("hidden", hidden.clone())];
         match setup {
             Setup::Frozen => {}
             Setup::Full => params.push(("embedding", m.embed_tokens.weight.val())),
@@ -564,7 +562,7 @@ mod tests {
             let d = rel_diff(&got, &want);
             assert!(
                 d <= tol,
-                "{setup:?} {softcap:?} {precision:?}: {name} gradient off by {d}"
+                "{setup:?} {softcap:?} {precision:?} composed {composed}: {name} gradient off by {d}"
             );
         }
     }
@@ -591,7 +589,8 @@ mod tests {
     }
 
     /// Hidden states large enough that targets fall 70+ nats below the best logit, where
-    /// `−ln softmax` would underflow: those rows are recomputed from their logits.
+    /// `−ln softmax` would underflow: the kernel's `m + ln S − z[t]` and the composed path's
+    /// recomputation from the logits both stay exact.
     #[test]
     fn fused_head_keeps_far_targets_exact() {
         let device = Device::default();
@@ -616,13 +615,17 @@ mod tests {
             want += nll;
         }
         assert!((2..10).contains(&far), "{far} rows beyond underflow");
-        let got = m.label_nll_in_blocks(hidden, &targets, 1.0, 4).unwrap();
-        assert!(got.scaled.is_none(), "no gradient outside autodiff");
-        assert!(
-            (got.sum - want).abs() <= 1e-5 * want,
-            "{} vs {want}",
-            got.sum
-        );
+        for composed in [false, true] {
+            let got = m
+                .label_nll_in_blocks(hidden.clone(), &targets, 1.0, 4, composed)
+                .unwrap();
+            assert!(got.scaled.is_none(), "no gradient outside autodiff");
+            assert!(
+                (got.sum - want).abs() <= 1e-5 * want,
+                "composed {composed}: {} vs {want}",
+                got.sum
+            );
+        }
     }
 
     /// A `lm_head` with a LoRA adapter is computed through autodiff: the same value, and the
