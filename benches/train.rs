@@ -16,6 +16,10 @@
 //! backward on the 5.9M model's activations (8 × 128 tokens): gated GELU over the 1,024
 //! intermediate values, RMSNorm over 256, RoPE on 4 query heads of 64, grouped-query attention
 //! (4 query heads on 1 key/value head, causal).
+//!
+//! `cross_entropy`: the head's per-row loss and logits gradient (`kwx_core::fused::cross_entropy`,
+//! one kernel) against its composed form (softmax, gather, scatter), on 1,024 × 8,000 and on one
+//! 256 × 262,144 block of Gemma 3 270M's head.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -224,5 +228,42 @@ fn layer_ops(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, head_loss, layer_ops);
+/// The head's per-row cross-entropy and logits gradient (`fused::cross_entropy`): the kernel
+/// against its composed form, on the 5.9M model's whole batch (1,024 × 8,000) and on one block
+/// of Gemma 3 270M's head (256 × 262,144). Each iteration gets fresh logits (the kernel writes
+/// the gradient over them, as it does over the product's output in training).
+fn cross_entropy(c: &mut Criterion) {
+    use criterion::BatchSize;
+    use kwx::core::burn::tensor::TensorData;
+    use kwx::core::fused;
+
+    let device = Device::default();
+    let mut group = c.benchmark_group("cross_entropy");
+    group.sample_size(10);
+    for (n, v) in [(1024usize, 8000usize), (256, 262_144)] {
+        let data = Tensor::<2>::random([n, v], Distribution::Normal(0.0, 3.0), &device).to_data();
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % v as u32).collect();
+        let fresh = || Tensor::<2>::from_data(TensorData::clone(&data), &device);
+        for kernel in [true, false] {
+            let tag = if kernel { "fused" } else { "composed" };
+            group.bench_function(format!("{n}x{v}/{tag}"), |bench| {
+                bench.iter_batched(
+                    fresh,
+                    |logits| {
+                        let ce = if kernel {
+                            fused::cross_entropy(logits, &targets, None, Some(1.0))
+                        } else {
+                            fused::composed::cross_entropy(logits, &targets, None, Some(1.0))
+                        };
+                        ce.expect("cross-entropy").grad.expect("gradient").dims()
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, head_loss, layer_ops, cross_entropy);
 criterion_main!(benches);

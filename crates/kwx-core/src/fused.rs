@@ -177,8 +177,15 @@ pub fn cross_entropy(
             "cross_entropy: grad_scale {s} is not finite"
         )));
     }
+    if n == 0 {
+        let grad = grad_scale.map(|_| Tensor::zeros([0, vocab], &logits.device()));
+        return Ok(CrossEntropy {
+            losses: Vec::new(),
+            grad,
+        });
+    }
     #[cfg(feature = "flex")]
-    if takes_kernel(&logits) && !logits.is_autodiff() && n > 0 {
+    if takes_kernel(&logits) && !logits.is_autodiff() {
         let (losses, grad) = kernel::cross_entropy(logits, targets.to_vec(), softcap, grad_scale);
         let losses = losses
             .into_data()
@@ -1374,6 +1381,9 @@ mod tests {
             assert!((l - 5f64.ln()).abs() < 1e-6, "{l}");
         }
         let g = vec(ce.grad.unwrap());
+        let empty = cross_entropy(Tensor::zeros([0, 5], &device), &[], None, Some(1.0)).unwrap();
+        assert!(empty.losses.is_empty());
+        assert_eq!(empty.grad.unwrap().dims(), [0, 5]);
         assert_close(
             "uniform gradient",
             g,

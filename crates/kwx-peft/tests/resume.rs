@@ -180,6 +180,15 @@ fn kill_and_resume(mode: Mode, test_name: &str) {
         let skipped = scales.iter().filter(|s| s.1).count();
         let grew = scales.windows(2).any(|w| w[1].0 > w[0].0);
         assert!(skipped > 0 && grew, "the scaler must move: {scales:?}");
+        // A skipped step changes no weight and does not advance the schedule: the next step
+        // runs at its learning rate; an applied step does advance it (warmup, then decay).
+        for w in reference.steps.windows(2) {
+            if w[0].skipped {
+                assert_eq!(w[1].lr, w[0].lr, "step {} after a skip", w[1].step);
+            } else {
+                assert_ne!(w[1].lr, w[0].lr, "step {} after an update", w[1].step);
+            }
+        }
     }
     let evals = |o: &kwx_peft::train::Outcome| -> Vec<(usize, u64)> {
         o.evals

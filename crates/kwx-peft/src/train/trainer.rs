@@ -302,7 +302,9 @@ impl<'a> Trainer<'a> {
             let label_tokens: usize = batches.iter().map(MicroBatch::label_tokens).sum();
             let tokens: usize = batches.iter().map(MicroBatch::tokens).sum();
             let step = state.step + 1;
-            let lr = schedule.lr(state.step);
+            // The schedule counts updates: a step skipped by the loss scaler does not advance
+            // it (as transformers' Trainer steps its scheduler only when the optimizer ran).
+            let lr = schedule.lr(state.steps.iter().filter(|s| !s.skipped).count());
             let dropout = self.dropout(step)?;
             let loss_scale = state.loss_scaler.map(|s| s.scale);
             let max_norm = self.config.max_grad_norm;
