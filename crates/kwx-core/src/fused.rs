@@ -217,7 +217,8 @@ pub mod composed {
     use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 
     use super::CrossEntropy;
-    use crate::error::{Error, Result};
+    use crate::error::Result;
+    use crate::head::floats;
 
     /// `gelu_pytorch_tanh`, `0.5·x·(1 + tanh(z))` with `z = √(2/π)·(x + 0.044715·x³)`, computed
     /// as the equal `x · sigmoid(2z)`, `2z = x · (2√(2/π) + 2√(2/π)·0.044715·x²)`: six
@@ -282,13 +283,6 @@ pub mod composed {
 
     /// Below this softmax probability [`cross_entropy`] recomputes a row's loss in f64.
     pub const SMALLEST_EXACT_PROBABILITY: f32 = 1e-30;
-
-    /// The values of a small tensor.
-    fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-        t.into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| Error::Device(format!("{e:?}")))
-    }
 
     /// `log Σ exp(z) − z[target]` of one row `[1, vocab]`, in f64.
     fn row_nll(z: Tensor<2>, target: usize) -> Result<f64> {

@@ -17,6 +17,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{FloatDType, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
+use crate::fused;
 use crate::model::Gemma;
 
 /// Logit elements per block of rows (256 MiB of f32 logits): Gemma 3 270M's vocabulary makes
@@ -178,21 +179,17 @@ impl Gemma {
             // their smaller results instead.
             let g_scale = backward.then_some(if half { grad_scale } else { 1.0 });
             let block_targets = &targets[start..start + c];
-            let ce = if composed {
-                crate::fused::composed::cross_entropy(
-                    logits.cast(FloatDType::F32),
-                    block_targets,
-                    softcap,
-                    g_scale,
-                )
+            let cross_entropy = if composed {
+                fused::composed::cross_entropy
             } else {
-                crate::fused::cross_entropy(
-                    logits.cast(FloatDType::F32),
-                    block_targets,
-                    softcap,
-                    g_scale,
-                )
-            }?;
+                fused::cross_entropy
+            };
+            let ce = cross_entropy(
+                logits.cast(FloatDType::F32),
+                block_targets,
+                softcap,
+                g_scale,
+            )?;
             loss += ce.losses.iter().sum::<f64>();
             // The logits' gradient: (softmax − onehot) times the softcap's derivative.
             let Some(g) = ce.grad else {
@@ -395,7 +392,7 @@ fn accumulate(acc: Option<Tensor<2>>, next: Tensor<2>) -> Tensor<2> {
 }
 
 /// The values of a small tensor.
-fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+pub(crate) fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
         .try_into_vec::<f32>()
         .map_err(|e| Error::Device(format!("{e:?}")))
