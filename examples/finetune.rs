@@ -158,6 +158,8 @@ fn main() -> anyhow::Result<()> {
             bar.println(line);
         }
     };
+    // Before the base model's evaluation: a fresh run on a folder with checkpoints is refused.
+    trainer.check_output(args.resume)?;
     let before = if args.resume {
         None
     } else {

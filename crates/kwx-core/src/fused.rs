@@ -150,6 +150,29 @@ pub fn cross_entropy(
     softcap: Option<f64>,
     grad_scale: Option<f64>,
 ) -> Result<CrossEntropy> {
+    check_cross_entropy(&logits, targets, grad_scale)?;
+    let [n, vocab] = logits.dims();
+    if n == 0 {
+        let grad = grad_scale.map(|_| Tensor::zeros([0, vocab], &logits.device()));
+        return Ok(CrossEntropy {
+            losses: Vec::new(),
+            grad,
+        });
+    }
+    #[cfg(feature = "flex")]
+    if takes_kernel(&logits) && !logits.is_autodiff() {
+        let (losses, grad) = kernel::cross_entropy(logits, targets.to_vec(), softcap, grad_scale);
+        let losses = losses
+            .into_data()
+            .try_into_vec::<f64>()
+            .map_err(|e| Error::Device(format!("{e:?}")))?;
+        return Ok(CrossEntropy { losses, grad });
+    }
+    composed::cross_entropy(logits, targets, softcap, grad_scale)
+}
+
+/// The argument checks of [`cross_entropy`] and [`composed::cross_entropy`].
+fn check_cross_entropy(logits: &Tensor<2>, targets: &[u32], grad_scale: Option<f64>) -> Result<()> {
     let [n, vocab] = logits.dims();
     if targets.len() != n {
         return Err(Error::InvalidInput(format!(
@@ -177,23 +200,7 @@ pub fn cross_entropy(
             "cross_entropy: grad_scale {s} is not finite"
         )));
     }
-    if n == 0 {
-        let grad = grad_scale.map(|_| Tensor::zeros([0, vocab], &logits.device()));
-        return Ok(CrossEntropy {
-            losses: Vec::new(),
-            grad,
-        });
-    }
-    #[cfg(feature = "flex")]
-    if takes_kernel(&logits) && !logits.is_autodiff() {
-        let (losses, grad) = kernel::cross_entropy(logits, targets.to_vec(), softcap, grad_scale);
-        let losses = losses
-            .into_data()
-            .try_into_vec::<f64>()
-            .map_err(|e| Error::Device(format!("{e:?}")))?;
-        return Ok(CrossEntropy { losses, grad });
-    }
-    composed::cross_entropy(logits, targets, softcap, grad_scale)
+    Ok(())
 }
 
 /// Whether `t` is an f32 tensor on the flex device (with or without autodiff), where the fused
@@ -240,18 +247,29 @@ pub mod composed {
         normed * scale.unsqueeze::<D>()
     }
 
-    /// [`super::cross_entropy`] from tensor operations (arguments already checked): burn's
-    /// softmax, the targets' probabilities, and the gradient as the probabilities with one
-    /// subtracted at each target. A row whose target's probability is below
-    /// [`SMALLEST_EXACT_PROBABILITY`] has its loss recomputed from its logits in f64 (`−ln p`
-    /// of a probability near f32's underflow would lose digits, or be infinite).
+    /// [`super::cross_entropy`] from tensor operations: burn's softmax, the targets'
+    /// probabilities, and the gradient as the probabilities with one subtracted at each target.
+    /// A row whose target's probability is below [`SMALLEST_EXACT_PROBABILITY`] has its loss
+    /// recomputed from its logits in f64 (`−ln p` of a probability near f32's underflow would
+    /// lose digits, or be infinite).
+    ///
+    /// # Errors
+    /// As [`super::cross_entropy`].
     pub fn cross_entropy(
         logits: Tensor<2>,
         targets: &[u32],
         softcap: Option<f64>,
         grad_scale: Option<f64>,
     ) -> Result<CrossEntropy> {
-        let [n, _] = logits.dims();
+        super::check_cross_entropy(&logits, targets, grad_scale)?;
+        let [n, vocab] = logits.dims();
+        if n == 0 {
+            let grad = grad_scale.map(|_| Tensor::zeros([0, vocab], &logits.device()));
+            return Ok(CrossEntropy {
+                losses: Vec::new(),
+                grad,
+            });
+        }
         let device = logits.device();
         let z = match softcap {
             Some(cap) => (logits / cap).tanh() * cap,
@@ -1350,40 +1368,41 @@ mod tests {
 
     #[test]
     fn cross_entropy_rejects_bad_targets_and_types() {
+        type Ce = fn(Tensor<2>, &[u32], Option<f64>, Option<f64>) -> Result<CrossEntropy>;
         let device = Device::flex();
         let logits = Tensor::<2>::zeros([2, 5], &device);
         let err = |r: Result<CrossEntropy>| r.unwrap_err().to_string();
-        let e = err(cross_entropy(logits.clone(), &[1], None, None));
-        assert!(e.contains("1 targets for 2 rows"), "{e}");
-        let e = err(cross_entropy(logits.clone(), &[1, 5], None, None));
-        assert!(
-            e.contains("target 1 is token 5, outside the vocabulary of 5"),
-            "{e}"
-        );
-        let e = err(cross_entropy(logits.clone(), &[1, 2], None, Some(f64::NAN)));
-        assert!(e.contains("grad_scale NaN"), "{e}");
-        let e = err(cross_entropy(
-            logits.cast(burn::tensor::FloatDType::F16),
-            &[1, 2],
-            None,
-            None,
-        ));
-        assert!(e.contains("F16") && e.contains("f32"), "{e}");
-        // Uniform logits: every loss is ln 5, the gradient 1/5 − onehot.
-        let ce = cross_entropy(Tensor::zeros([2, 5], &device), &[1, 4], None, Some(1.0)).unwrap();
-        for l in &ce.losses {
-            assert!((l - 5f64.ln()).abs() < 1e-6, "{l}");
+        for (path, ce) in [
+            ("kernel", cross_entropy as Ce),
+            ("composed", composed::cross_entropy),
+        ] {
+            let e = err(ce(logits.clone(), &[1], None, None));
+            assert!(e.contains("1 targets for 2 rows"), "{path}: {e}");
+            let e = err(ce(logits.clone(), &[1, 5], None, None));
+            assert!(
+                e.contains("target 1 is token 5, outside the vocabulary of 5"),
+                "{path}: {e}"
+            );
+            let e = err(ce(logits.clone(), &[1, 2], None, Some(f64::NAN)));
+            assert!(e.contains("grad_scale NaN"), "{path}: {e}");
+            let half = logits.clone().cast(burn::tensor::FloatDType::F16);
+            let e = err(ce(half, &[1, 2], None, None));
+            assert!(e.contains("F16") && e.contains("f32"), "{path}: {e}");
+            // Uniform logits: every loss is ln 5, the gradient 1/5 − onehot.
+            let out = ce(Tensor::zeros([2, 5], &device), &[1, 4], None, Some(1.0)).unwrap();
+            for l in &out.losses {
+                assert!((l - 5f64.ln()).abs() < 1e-6, "{path}: {l}");
+            }
+            assert_close(
+                &format!("{path} uniform gradient"),
+                vec(out.grad.unwrap()),
+                vec![0.2, -0.8, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, -0.8],
+                1e-6,
+            );
+            let empty = ce(Tensor::zeros([0, 5], &device), &[], None, Some(1.0)).unwrap();
+            assert!(empty.losses.is_empty(), "{path}");
+            assert_eq!(empty.grad.unwrap().dims(), [0, 5], "{path}");
         }
-        let g = vec(ce.grad.unwrap());
-        let empty = cross_entropy(Tensor::zeros([0, 5], &device), &[], None, Some(1.0)).unwrap();
-        assert!(empty.losses.is_empty());
-        assert_eq!(empty.grad.unwrap().dims(), [0, 5]);
-        assert_close(
-            "uniform gradient",
-            g,
-            vec![0.2, -0.8, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, -0.8],
-            1e-6,
-        );
     }
 
     #[test]

@@ -132,6 +132,16 @@ pub enum Error {
         holder: Option<String>,
     },
 
+    /// A fresh run was started on an output folder that holds another run's checkpoints: its
+    /// checkpoints, metrics and best pointer would mix with the new run's.
+    #[error("{} already holds a training run (latest checkpoint {}); resume it (`--resume`, `resume = true`) or give this run an empty output folder", path.display(), checkpoint.display())]
+    OutputHasRun {
+        /// The output folder.
+        path: PathBuf,
+        /// Its newest checkpoint.
+        checkpoint: PathBuf,
+    },
+
     /// A checkpoint cannot be resumed.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -299,6 +299,45 @@ fn resuming_with_other_settings_is_refused() {
     );
 }
 
+/// A fresh run on a folder that holds another run's checkpoints is refused before it writes
+/// anything (its checkpoints and best pointer would mix with the old run's); resuming is not.
+#[test]
+fn a_fresh_run_on_a_folder_with_checkpoints_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = TrainConfig {
+        max_steps: 2,
+        eval_every: 0,
+        ..config()
+    };
+    let trainer = Trainer::new(short, dir.path(), data()).unwrap();
+    trainer.check_output(false).unwrap();
+    let first = trainer.run(base(), false, |_| {}).unwrap();
+    let metrics = std::fs::read(dir.path().join("metrics.jsonl")).unwrap();
+    let err = trainer.run(base(), false, |_| {}).unwrap_err();
+    let Error::OutputHasRun { path, checkpoint } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(path, dir.path());
+    assert_eq!(checkpoint, &first.last);
+    let message = err.to_string();
+    assert!(
+        message.contains("--resume") && message.contains("checkpoint-000002"),
+        "{message}"
+    );
+    assert!(matches!(
+        trainer.check_output(false),
+        Err(Error::OutputHasRun { .. })
+    ));
+    assert_eq!(
+        std::fs::read(dir.path().join("metrics.jsonl")).unwrap(),
+        metrics,
+        "the refused run wrote nothing"
+    );
+    trainer.check_output(true).unwrap();
+    let resumed = trainer.run(base(), true, |_| {}).unwrap();
+    assert_eq!(resumed.last, first.last);
+}
+
 /// A second run on the folder a run is writing to is refused with an error naming the holder;
 /// the first run finishes untouched, and once it has, the folder is free again.
 #[test]

@@ -256,8 +256,32 @@ impl<'a> Trainer<'a> {
         })
     }
 
+    /// Checks that [`run`](Trainer::run) may start on the output folder: a fresh run
+    /// (`resume` false) needs one without checkpoints. Callers with work to do before the run
+    /// (an evaluation of the base model) call it first; `run` checks again.
+    ///
+    /// # Errors
+    /// [`Error::OutputHasRun`] for a fresh run on a folder holding checkpoints.
+    pub fn check_output(&self, resume: bool) -> Result<()> {
+        let out = &self.output_dir;
+        if resume || !out.is_dir() {
+            return Ok(());
+        }
+        match checkpoint::latest_checkpoint(out)? {
+            Some(checkpoint) => Err(Error::OutputHasRun {
+                path: out.clone(),
+                checkpoint,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Trains `base` (on any device; the autodiff wrapper is added here), resuming from the
     /// newest checkpoint in the output folder when `resume` is set and one exists.
+    ///
+    /// # Errors
+    /// Besides training errors, [`Error::OutputHasRun`] when `resume` is false and the output
+    /// folder holds checkpoints, and [`Error::OutputInUse`] while another run holds it.
     pub fn run(
         &self,
         base: Gemma,
@@ -268,6 +292,7 @@ impl<'a> Trainer<'a> {
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let _lock = checkpoint::OutputLock::acquire(out)?;
         checkpoint::remove_stale_temporaries(out)?;
+        self.check_output(resume)?;
         let resume_from = if resume {
             checkpoint::latest_checkpoint(out)?
         } else {
