@@ -150,17 +150,11 @@ pub fn cross_entropy(
     softcap: Option<f64>,
     grad_scale: Option<f64>,
 ) -> Result<CrossEntropy> {
-    check_cross_entropy(&logits, targets, grad_scale)?;
-    let [n, vocab] = logits.dims();
-    if n == 0 {
-        let grad = grad_scale.map(|_| Tensor::zeros([0, vocab], &logits.device()));
-        return Ok(CrossEntropy {
-            losses: Vec::new(),
-            grad,
-        });
-    }
+    // Other types, devices, and zero rows take the composed form (which checks and handles
+    // them).
     #[cfg(feature = "flex")]
-    if takes_kernel(&logits) && !logits.is_autodiff() {
+    if takes_kernel(&logits) && !logits.is_autodiff() && logits.dims()[0] > 0 {
+        check_cross_entropy(&logits, targets, grad_scale)?;
         let (losses, grad) = kernel::cross_entropy(logits, targets.to_vec(), softcap, grad_scale);
         let losses = losses
             .into_data()
@@ -174,21 +168,7 @@ pub fn cross_entropy(
 /// The argument checks of [`cross_entropy`] and [`composed::cross_entropy`].
 fn check_cross_entropy(logits: &Tensor<2>, targets: &[u32], grad_scale: Option<f64>) -> Result<()> {
     let [n, vocab] = logits.dims();
-    if targets.len() != n {
-        return Err(Error::InvalidInput(format!(
-            "cross_entropy: {} targets for {n} rows of logits",
-            targets.len()
-        )));
-    }
-    if let Some((i, t)) = targets
-        .iter()
-        .enumerate()
-        .find(|(_, t)| **t as usize >= vocab)
-    {
-        return Err(Error::InvalidInput(format!(
-            "cross_entropy: target {i} is token {t}, outside the vocabulary of {vocab}"
-        )));
-    }
+    crate::head::check_target_ids("cross_entropy", "rows of logits", n, vocab, targets)?;
     if logits.dtype() != DType::F32 {
         return Err(Error::InvalidInput(format!(
             "cross_entropy: logits are {:?}; cast them to f32 first",

@@ -308,23 +308,13 @@ impl Gemma {
     }
 
     fn check_targets(&self, n: usize, targets: &[u32]) -> Result<()> {
-        if targets.len() != n {
-            return Err(Error::InvalidInput(format!(
-                "label_nll: {} targets for {n} hidden rows",
-                targets.len()
-            )));
-        }
-        let vocab = self.config().vocab_size;
-        if let Some((i, t)) = targets
-            .iter()
-            .enumerate()
-            .find(|(_, t)| **t as usize >= vocab)
-        {
-            return Err(Error::InvalidInput(format!(
-                "label_nll: target {i} is token {t}, outside the vocabulary of {vocab}"
-            )));
-        }
-        Ok(())
+        check_target_ids(
+            "label_nll",
+            "hidden rows",
+            n,
+            self.config().vocab_size,
+            targets,
+        )
     }
 
     /// The head as [`label_nll`](Gemma::label_nll) computes it, or `None` for a `lm_head` with
@@ -381,6 +371,33 @@ impl Gemma {
             param.val()
         }
     }
+}
+
+/// That `targets` holds one id per row (`n` rows, called `rows` in the message) and each id is
+/// below `vocab`; errors name `op`.
+pub(crate) fn check_target_ids(
+    op: &str,
+    rows: &str,
+    n: usize,
+    vocab: usize,
+    targets: &[u32],
+) -> Result<()> {
+    if targets.len() != n {
+        return Err(Error::InvalidInput(format!(
+            "{op}: {} targets for {n} {rows}",
+            targets.len()
+        )));
+    }
+    if let Some((i, t)) = targets
+        .iter()
+        .enumerate()
+        .find(|(_, t)| **t as usize >= vocab)
+    {
+        return Err(Error::InvalidInput(format!(
+            "{op}: target {i} is token {t}, outside the vocabulary of {vocab}"
+        )));
+    }
+    Ok(())
 }
 
 /// `Σ` of `next` into `acc`.
